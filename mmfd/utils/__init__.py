@@ -1,0 +1,3 @@
+from .errors import CheckpointError, ConfigError, MMFDError
+
+__all__ = ['MMFDError', 'CheckpointError', 'ConfigError']
