@@ -1,0 +1,152 @@
+"""Helpers every teacher shares, the teacher factory and converted-file support.
+
+A converted teacher file (``tools/convert_teacher.py``) is one safetensors file
+holding the teacher's weights in its canonical key format, with its metadata (the
+teacher config minus the checkpoint, mean/std, patch size...) stored both in the
+safetensors header and in a ``.json`` sidecar. ``ConvertedTeacher`` rebuilds the
+teacher from it::
+
+    teacher = dict(type='ConvertedTeacher', checkpoint='clip_vitb16.safetensors')
+"""
+import copy
+import difflib
+import json
+import os
+from typing import Callable, Dict, Iterable, Optional, Tuple, Union
+
+import torch
+from mmpretrain.registry import MODELS
+
+from mmfd.checkpoint.io import read_safetensors_metadata
+from mmfd.utils.errors import CheckpointError, ConfigError
+
+METADATA_KEY = 'mmfd_teacher'
+FAMILIES = {'clip': 'CLIPTeacher', 'vit': 'ViTTeacher', 'swin': 'SwinTeacher',
+            'mmpretrain': 'MMPretrainTeacher'}
+
+
+def lookup_arch(arch: str, table: Dict[str, dict], what: str) -> dict:
+    """``table[arch]`` or a ConfigError suggesting the closest known names."""
+    if arch in table:
+        return dict(table[arch])
+    close = difflib.get_close_matches(str(arch), list(table), n=3, cutoff=0.5)
+    hint = f' Did you mean {", ".join(repr(c) for c in close)}?' if close else ''
+    raise ConfigError(
+        f'Unknown {what} arch {arch!r}.{hint} Known: {", ".join(sorted(table))}; '
+        'or pass a dict with the dimensions.')
+
+
+def require_checkpoint(checkpoint, allow_random_init: bool, teacher: str) -> bool:
+    """True when a checkpoint must be loaded; refuses a silently random teacher."""
+    if checkpoint is not None:
+        return True
+    if not allow_random_init:
+        raise ConfigError(
+            f'{teacher} needs checkpoint=<local file>: a teacher with random weights '
+            'distils noise. Pass allow_random_init=True only for tests.')
+    return False
+
+
+def check_input_size(images: torch.Tensor, img_size: Tuple[int, int], teacher: str) -> None:
+    """Fixed-size teachers: the input must be the size the position tables fit."""
+    if tuple(images.shape[-2:]) != tuple(img_size):
+        raise ConfigError(
+            f'{teacher} was built for {img_size[0]}x{img_size[1]} inputs, got '
+            f'{images.shape[-2]}x{images.shape[-1]}. Resize the teacher view to its '
+            'img_size, build the teacher with img_size=<size> (position embeddings are '
+            'interpolated once at load), or dynamic_img_size=True (interpolated per '
+            'call) where the teacher supports it.')
+
+
+def converted_metadata(path) -> Optional[dict]:
+    """The mmfd metadata of a converted ``.safetensors`` teacher, else None."""
+    if not isinstance(path, (str, os.PathLike)) or not str(path).endswith('.safetensors') \
+            or not os.path.isfile(path):
+        return None
+    meta = read_safetensors_metadata(str(path))
+    if METADATA_KEY not in meta:
+        return None
+    return json.loads(meta[METADATA_KEY])
+
+
+def merge_converted_options(path, family: str, given: dict,
+                            must_match: Optional[Dict[str, Callable]] = None) -> dict:
+    """Checks a converted file against the options a teacher was given.
+
+    Options left as None are filled from the file's metadata. The file must be of
+    ``family``, and the options in ``must_match`` (those that change what the
+    weights compute without changing their shapes: ViT heads, QuickGELU) must agree
+    with it once mapped through ``must_match[key]`` (e.g. an arch name -> its
+    dimensions, so 'dino_vitb16' matches 'vit_base_patch16').
+    """
+    must_match = dict(must_match or {})
+    meta = converted_metadata(path)
+    if meta is None:
+        return given
+    if meta.get('family') != family:
+        raise CheckpointError(
+            f'{path} is a converted {meta.get("family")} teacher, not {family}: use '
+            f'{FAMILIES.get(meta.get("family"), "ConvertedTeacher")} or '
+            f"dict(type='ConvertedTeacher', checkpoint=...).")
+    stored = meta.get('teacher', {})
+    merged = dict(given)
+    for key, value in given.items():
+        if key not in stored:
+            continue
+        if value is None:
+            merged[key] = stored[key]
+        elif key in must_match and _jsonable(must_match[key](value)) != _jsonable(
+                must_match[key](stored[key])):
+            raise ConfigError(
+                f'{path} was converted with {key}={stored[key]!r} but the teacher config '
+                f'says {key}={value!r}. Drop the option (it is read from the file) or use '
+                'the original checkpoint.')
+    return merged
+
+
+def _jsonable(value):
+    return json.loads(json.dumps(value, default=str))
+
+
+def teacher_metadata(teacher, source: str = '') -> dict:
+    """What ``tools/convert_teacher.py`` writes next to the weights."""
+    config = dict(type=type(teacher).__name__, **teacher.export_kwargs())
+    return _jsonable(dict(
+        format='mmfd-teacher', version=1, family=teacher.family, teacher=config,
+        arch=config.get('arch') or config.get('config', {}).get('type'),
+        mean=list(teacher.mean), std=list(teacher.std),
+        mean_std_scale='0-255', patch_size=teacher.patch_size, embed_dim=teacher.embed_dim,
+        img_size=teacher.img_size, has_cls=teacher.has_cls, source=os.path.basename(source)))
+
+
+@MODELS.register_module(name='ConvertedTeacher')
+def build_converted_teacher(checkpoint: str, **overrides):
+    """Builds the teacher a converted ``.safetensors`` file describes.
+
+    ``overrides`` (e.g. ``img_size``, ``dynamic_img_size``) replace the stored config.
+    """
+    meta = converted_metadata(checkpoint)
+    if meta is None:
+        if not os.path.isfile(str(checkpoint)):
+            raise CheckpointError(f'Checkpoint file not found: {checkpoint}')
+        raise CheckpointError(
+            f'{checkpoint} is not a teacher converted by tools/convert_teacher.py (no '
+            f'"{METADATA_KEY}" metadata in a .safetensors header): use the family '
+            "teacher, e.g. dict(type='ViTTeacher', arch=..., checkpoint=...).")
+    cfg = copy.deepcopy(meta['teacher'])
+    cfg.update(overrides, checkpoint=checkpoint)
+    return MODELS.build(cfg)
+
+
+def build_teacher(cfg: Union[dict, str, os.PathLike]):
+    """A teacher from a config dict, or from the path of a converted file."""
+    if isinstance(cfg, (str, os.PathLike)):
+        return build_converted_teacher(os.fspath(cfg))
+    if not isinstance(cfg, dict) or 'type' not in cfg:
+        raise ConfigError(f"A teacher config is a dict with a 'type', got {cfg!r}")
+    return MODELS.build(cfg)
+
+
+def unused_keys(names: Iterable[str]) -> Tuple[str, ...]:
+    """Regexes matching the top-level modules named (heads the teachers never use)."""
+    return tuple(rf'^{name}(\.|$)' for name in names)

@@ -1,0 +1,176 @@
+"""DINO / DeiT teachers from their official ``.pth`` files, on timm's VisionTransformer.
+
+The official files use timm's key names (``cls_token``, ``pos_embed``,
+``patch_embed.proj.*``, ``blocks.N.*``, ``norm.*``), so timm's module loads them
+without renaming. Accepted nestings: a flat dict (DINO backbone files), ``model``
+(DeiT), ``teacher`` with ``backbone.`` / ``module.`` prefixes (DINO full
+checkpoints; the teacher entry wins over the student one), ``state_dict``.
+"""
+from typing import Optional, Sequence, Union
+
+import torch
+from mmpretrain.registry import MODELS
+
+from mmfd.checkpoint.io import load_checkpoint_file, load_state_dict_strict, unwrap_state_dict
+from mmfd.checkpoint.teacher_formats import check_family
+from mmfd.utils.errors import CheckpointError, ConfigError
+from .base import IMAGENET_MEAN, IMAGENET_STD, BaseTeacher
+from .builder import (check_input_size, lookup_arch, merge_converted_options,
+                      require_checkpoint, unused_keys)
+
+VIT_ARCHS = {
+    'vit_tiny_patch16': dict(patch_size=16, embed_dim=192, depth=12, num_heads=3),
+    'vit_small_patch16': dict(patch_size=16, embed_dim=384, depth=12, num_heads=6),
+    'vit_small_patch8': dict(patch_size=8, embed_dim=384, depth=12, num_heads=6),
+    'vit_base_patch16': dict(patch_size=16, embed_dim=768, depth=12, num_heads=12),
+    'vit_base_patch8': dict(patch_size=8, embed_dim=768, depth=12, num_heads=12),
+    'vit_large_patch16': dict(patch_size=16, embed_dim=1024, depth=24, num_heads=16),
+    'vit_large_patch14': dict(patch_size=14, embed_dim=1024, depth=24, num_heads=16),
+    'vit_huge_patch14': dict(patch_size=14, embed_dim=1280, depth=32, num_heads=16),
+}
+# Names the releases use for the same networks.
+VIT_ARCHS.update({
+    'deit_tiny_patch16': VIT_ARCHS['vit_tiny_patch16'],
+    'deit_small_patch16': VIT_ARCHS['vit_small_patch16'],
+    'deit_base_patch16': VIT_ARCHS['vit_base_patch16'],
+    'dino_vits16': VIT_ARCHS['vit_small_patch16'],
+    'dino_vits8': VIT_ARCHS['vit_small_patch8'],
+    'dino_vitb16': VIT_ARCHS['vit_base_patch16'],
+    'dino_vitb8': VIT_ARCHS['vit_base_patch8'],
+})
+ARCH_KEYS = ('patch_size', 'embed_dim', 'depth', 'num_heads', 'mlp_ratio', 'qkv_bias')
+
+# Classifier heads of DeiT (head, head_dist), old timm pre-logits, DINO projection
+# heads left after unwrapping: never part of the feature map.
+VIT_UNUSED_KEYS = unused_keys(('head', 'head_dist', 'fc', 'pre_logits'))
+
+
+def _parse_arch(arch: Union[str, dict]):
+    if isinstance(arch, dict):
+        unknown = set(arch) - set(ARCH_KEYS) - {'img_size'}
+        if unknown or not {'patch_size', 'embed_dim', 'depth', 'num_heads'} <= set(arch):
+            raise ConfigError(
+                f'ViT arch dict needs patch_size, embed_dim, depth, num_heads (optional '
+                f'mlp_ratio, qkv_bias, img_size); got {sorted(arch)}.')
+        dims = dict(arch)
+        return dims, dims.pop('img_size', None)
+    img_size = None
+    name = str(arch)
+    # timm-style names carry the resolution: vit_base_patch16_224, ..._384
+    if name not in VIT_ARCHS and name.rsplit('_', 1)[-1].isdigit():
+        name, size = name.rsplit('_', 1)
+        img_size = int(size)
+    return lookup_arch(name if name in VIT_ARCHS else str(arch), VIT_ARCHS, 'ViT'), img_size
+
+
+@MODELS.register_module()
+class ViTTeacher(BaseTeacher):
+    """Plain ViT teacher (DINO, DeiT and any timm-layout ViT checkpoint).
+
+    Args:
+        arch (str | dict): default ``vit_base_patch16``; a name of ``VIT_ARCHS``
+            (``vit_base_patch16``, ``vit_small_patch16``, ``vit_large_patch14``, ``dino_vitb16``,
+            ``deit_base_patch16``..., optionally suffixed ``_224``/``_384``) or a dict
+            of ``patch_size, embed_dim, depth, num_heads[, mlp_ratio=4, qkv_bias=True]``.
+        checkpoint (str): local ``.pth`` / ``.safetensors`` file.
+        img_size (int, optional): input size; defaults to the arch's (224). When it
+            differs from the checkpoint's position grid, the position embedding is
+            interpolated (bicubic) once at load.
+        dynamic_img_size (bool): accept any input size, interpolating the position
+            embedding on every call (timm's ``dynamic_img_size``). Default False:
+            other sizes raise a ConfigError.
+        mean, std (sequence, optional): input statistics (0-255 scale); ImageNet's
+            by default, which DINO and DeiT were trained with.
+        allow_random_init (bool): build without a checkpoint (tests only).
+
+    Output: ``[B, 1 + h*w, C]`` tokens after the final ``norm`` (LayerNorm eps
+    1e-6), CLS first; drop path 0; heads of the file (``head``, ``head_dist``,
+    ``fc``, DINO's projection head) are dropped on purpose.
+    """
+    family = 'vit'
+    default_arch = 'vit_base_patch16'
+
+    def __init__(self,
+                 arch: Union[str, dict, None] = None,
+                 checkpoint: Optional[str] = None,
+                 img_size: Optional[int] = None,
+                 dynamic_img_size: bool = False,
+                 mean: Optional[Sequence[float]] = None,
+                 std: Optional[Sequence[float]] = None,
+                 allow_random_init: bool = False,
+                 init_cfg: Optional[dict] = None):
+        super().__init__(init_cfg=init_cfg)
+        from timm.models.vision_transformer import VisionTransformer
+        options = merge_converted_options(
+            checkpoint, self.family, dict(arch=arch, img_size=img_size, mean=mean, std=std),
+            must_match=dict(arch=lambda a: _parse_arch(a)[0]))
+        arch, img_size, mean, std = (options[k] for k in ('arch', 'img_size', 'mean', 'std'))
+        arch = arch if arch is not None else self.default_arch
+        load = require_checkpoint(checkpoint, allow_random_init, type(self).__name__)
+
+        dims, arch_img_size = _parse_arch(arch)
+        self.arch = arch
+        self.explicit_img_size = img_size
+        self.img_size = int(img_size or arch_img_size or 224)
+        self.patch_size = int(dims['patch_size'])
+        self.embed_dim = int(dims['embed_dim'])
+        self.has_cls = True
+        self.dynamic_img_size = dynamic_img_size
+        self.mean = tuple(mean) if mean is not None else IMAGENET_MEAN
+        self.std = tuple(std) if std is not None else IMAGENET_STD
+        if self.img_size % self.patch_size:
+            raise ConfigError(f'img_size {self.img_size} is not a multiple of the patch '
+                              f'size {self.patch_size}.')
+
+        self.model = VisionTransformer(
+            img_size=self.img_size, num_classes=0, global_pool='', class_token=True,
+            dynamic_img_size=dynamic_img_size, drop_path_rate=0.,
+            weight_init='skip' if load else '', **dims)
+        if load:
+            self.load_checkpoint(checkpoint)
+        self.freeze()
+
+    def load_checkpoint(self, checkpoint: str) -> None:
+        state_dict = unwrap_state_dict(
+            load_checkpoint_file(checkpoint), source=checkpoint, select_prefix='backbone.')
+        check_family(state_dict, self.family, checkpoint)
+        self._fit_pos_embed(state_dict, checkpoint)
+        load_state_dict_strict(self.model, state_dict, checkpoint, ignore=VIT_UNUSED_KEYS)
+
+    def _fit_pos_embed(self, state_dict: dict, source: str) -> None:
+        """Interpolates the checkpoint's position grid when img_size asks for another."""
+        pos = state_dict.get('pos_embed')
+        target = self.model.pos_embed
+        if pos is None or pos.shape == target.shape or self.explicit_img_size is None:
+            return  # equal, or a genuine mismatch the strict load reports
+        from timm.layers import resample_abs_pos_embed
+        if pos.ndim != 3 or pos.shape[-1] != target.shape[-1]:
+            raise CheckpointError(f'{source}: pos_embed {tuple(pos.shape)} cannot be '
+                                  f'resized to {tuple(target.shape)}.')
+        grid = self.img_size // self.patch_size
+        state_dict['pos_embed'] = resample_abs_pos_embed(
+            pos, new_size=(grid, grid), num_prefix_tokens=1)
+
+    def export_kwargs(self) -> dict:
+        return dict(arch=self.arch, img_size=self.img_size, mean=list(self.mean),
+                    std=list(self.std))
+
+    def export_state_dict(self) -> dict:
+        return self.model.state_dict()
+
+    def forward_tokens(self, images: torch.Tensor) -> torch.Tensor:
+        if not self.dynamic_img_size:
+            check_input_size(images, (self.img_size, self.img_size), type(self).__name__)
+        return self.model.forward_features(images)
+
+
+@MODELS.register_module()
+class DINOTeacher(ViTTeacher):
+    """:class:`ViTTeacher` with DINO's default arch (ViT-B/16)."""
+    default_arch = 'dino_vitb16'
+
+
+@MODELS.register_module()
+class DeiTTeacher(ViTTeacher):
+    """:class:`ViTTeacher` with DeiT's default arch (DeiT-B/16)."""
+    default_arch = 'deit_base_patch16'
