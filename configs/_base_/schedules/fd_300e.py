@@ -1,0 +1,39 @@
+# The release's distillation schedule (../shared/FD_METHOD.md): 300 epochs, AdamW,
+# 3e-4 per 512 images (x2048/512 = 1.2e-3 at the release's batch), 10 warm-up
+# epochs from 5e-7, cosine to 5e-6 stepped per iteration, grad clip 3.0, AMP.
+base_lr = 3e-4          # per 512 images; scaled by auto_scale_lr below
+warmup_from = 5e-7      # at the release's total batch of 2048
+min_lr = 5e-6
+max_epochs = 300
+warmup_epochs = 10
+
+optim_wrapper = dict(
+    type='AmpOptimWrapper',  # mixed precision on, as in the release; --no-amp... see README
+    dtype='float16',
+    loss_scale='dynamic',
+    optimizer=dict(type='AdamW', lr=base_lr, betas=(0.9, 0.999), eps=1e-8,
+                   weight_decay=0.05),
+    clip_grad=dict(max_norm=3.0),
+    # No decay on 1-D parameters (norms, layer scale, q/v biases), biases,
+    # cls_token, pos_embed. The 2-D shared relative position table IS decayed.
+    paramwise_cfg=dict(
+        norm_decay_mult=0.0,
+        bias_decay_mult=0.0,
+        flat_decay_mult=0.0,
+        custom_keys={
+            'cls_token': dict(decay_mult=0.0),
+            'pos_embed': dict(decay_mult=0.0),
+        }))
+
+param_scheduler = [
+    dict(type='LinearLR', start_factor=warmup_from / (base_lr * 2048 / 512),
+         by_epoch=True, begin=0, end=warmup_epochs, convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', T_max=max_epochs - warmup_epochs, eta_min=min_lr,
+         by_epoch=True, begin=warmup_epochs, end=max_epochs,
+         convert_to_iter_based=True),
+]
+
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
+
+# lr = base_lr * (GPUs x batch per GPU) / 512, whatever the number of GPUs.
+auto_scale_lr = dict(base_batch_size=512, enable=True)

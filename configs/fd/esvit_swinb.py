@@ -1,0 +1,29 @@
+# FD: EsViT Swin-B (window 14) teacher, stage-4 map 7x7x1024 -> SwinV2-B (window 14).
+# Swin schedule: 2e-4 per 512 images, warm-up from 1e-6, cosine to 1e-5; no weight
+# decay on SwinV2's position-bias MLP and logit scale.
+_base_ = [
+    '../_base_/models/fd_swinv2_base_w14.py',
+    '../_base_/datasets/imagenet_fd.py',
+    '../_base_/schedules/fd_300e.py',
+    '../_base_/default_runtime.py',
+]
+teacher_checkpoint = 'checkpoints/esvit/esvit_swin_base_w14.pth'
+model = dict(
+    backbone=dict(drop_path_rate=0.3),
+    teacher=dict(type='EsViTTeacher', arch='esvit_swin_base', out_stage=4,
+                 checkpoint=teacher_checkpoint))
+
+base_lr = 2e-4
+optim_wrapper = dict(
+    optimizer=dict(lr=base_lr),
+    paramwise_cfg=dict(custom_keys={
+        'cpb_mlp': dict(decay_mult=0.0),
+        'logit_scale': dict(decay_mult=0.0),
+        'absolute_pos_embed': dict(decay_mult=0.0),
+    }))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-6 / (base_lr * 2048 / 512), by_epoch=True,
+         begin=0, end=10, convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', T_max=290, eta_min=1e-5, by_epoch=True, begin=10,
+         end=300, convert_to_iter_based=True),
+]

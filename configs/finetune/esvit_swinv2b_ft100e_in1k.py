@@ -1,0 +1,25 @@
+# ImageNet-1K fine-tuning of the SwinV2-B distilled from EsViT Swin-B
+# (configs/fd/esvit_swinb.py): drop path 0.4, 100 / 20 epochs, lr 1.25e-3 per 512,
+# layer decay 0.8 (release: 83.9 -> 85.1 top-1).
+# mmpretrain's SwinTransformerV2 has no get_layer_depth, so the layer decay comes
+# from mmfd's LayerDecayOptimWrapperConstructor (SimMIM's Swin depth rule).
+_base_ = [
+    '../_base_/finetune/swinv2_base_w14_ft.py',
+    '../_base_/finetune/imagenet_ft_224.py',
+    '../_base_/finetune/schedule_adamw_ld_100e.py',
+    '../_base_/finetune/runtime_ft.py',
+]
+model = dict(backbone=dict(
+    drop_path_rate=0.4,
+    init_cfg=dict(checkpoint='checkpoints/fd_esvit_swinv2b_mmpretrain.pth')))
+optim_wrapper = dict(
+    optimizer=dict(lr=1.25e-3),
+    constructor='LayerDecayOptimWrapperConstructor',
+    paramwise_cfg=dict(
+        layer_decay_rate=0.8,
+        custom_keys={
+            # SwinV2's no-weight-decay keywords: the position-bias MLP, the
+            # attention logit scale and any position table.
+            'cpb_mlp': dict(decay_mult=0.0),
+            'logit_scale': dict(decay_mult=0.0),
+        }))

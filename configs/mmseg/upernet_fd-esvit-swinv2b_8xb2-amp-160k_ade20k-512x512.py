@@ -1,0 +1,49 @@
+# UperNet on ADE20K with the SwinV2-B distilled from EsViT Swin-B
+# (configs/fd/esvit_swinb.py): mmseg's Swin UperNet recipe (512 x 512 crops, AdamW
+# lr 6e-5 at batch 16, weight decay 0.01, 1500 warm-up iterations, poly decay,
+# 160k iterations) plus layer-wise lr decay 0.9, drop path 0.3 and AMP.
+# The windows stay those of distillation (14, 7 in the last stage); feature maps
+# are padded to whole windows (pad_small_map).
+#
+#   python tools/convert_fd_checkpoint.py work_dirs/esvit_swinb/epoch_300.pth \
+#       checkpoints/fd_esvit_swinv2b_mmseg.pth --target mmseg
+#   tools/dist_train.sh configs/mmseg/upernet_fd-esvit-swinv2b_8xb2-amp-160k_ade20k-512x512.py 8
+_base_ = 'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py'
+custom_imports = dict(
+    imports=['mmfd', 'mmfd.models.utils', 'mmfd.models.necks',
+             'mmfd.engine.optimizers'],
+    allow_failed_imports=False)
+
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='mmpretrain.SwinTransformerV2',
+        arch='base',
+        img_size=224,
+        window_size=[14, 14, 14, 7],
+        drop_path_rate=0.3,
+        out_indices=(0, 1, 2, 3),
+        pad_small_map=True,
+        init_cfg=dict(
+            type='StrictPretrained',
+            checkpoint='checkpoints/fd_esvit_swinv2b_mmseg.pth',
+            # FD trains norm3 only; the norms of the other output stages are new.
+            ignore_missing=[r'^norm[012]\.'])),
+    decode_head=dict(in_channels=[128, 256, 512, 1024], num_classes=150),
+    auxiliary_head=dict(in_channels=512, num_classes=150))
+
+optim_wrapper = dict(
+    _delete_=True,
+    type='AmpOptimWrapper',
+    constructor='LayerDecayOptimWrapperConstructor',
+    optimizer=dict(type='AdamW', lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01),
+    paramwise_cfg=dict(
+        layer_decay_rate=0.9,
+        norm_decay_mult=0.0,
+        bias_decay_mult=0.0,
+        flat_decay_mult=0.0,
+        custom_keys={
+            'cpb_mlp': dict(decay_mult=0.0),
+            'logit_scale': dict(decay_mult=0.0),
+        }))
+auto_scale_lr = dict(enable=True, base_batch_size=16)

@@ -1,0 +1,1 @@
+from . import algorithms, backbones, heads, teachers  # noqa: F401  (registration)

@@ -1,0 +1,3 @@
+from .fd import FeatureDistiller
+
+__all__ = ['FeatureDistiller']

@@ -1,0 +1,214 @@
+"""FeatureDistiller: the FD algorithm as an mmpretrain self-supervised algorithm.
+
+data_preprocessor -> student backbone -> FDHead(projection)  ─┐
+                 └-> (re-normalise, align) -> frozen teacher -┴-> whitened Smooth-L1
+
+The teacher is a submodule (it moves with ``.to()``/``.cuda()``) but it is never
+trained, never leaves eval mode, is ignored by DDP, and is left OUT of every saved
+state dict: on load it keeps the weights it was built with from its own checkpoint.
+A ViT-L FD checkpoint therefore holds the student and the head only.
+"""
+from typing import List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from mmpretrain.models.backbones import SwinTransformer, SwinTransformerV2
+from mmpretrain.models.selfsup import BaseSelfSupervisor
+from mmpretrain.registry import MODELS
+
+from mmfd.utils.errors import ConfigError
+
+TEACHER_PREFIX = 'teacher.'
+
+
+@MODELS.register_module()
+class FeatureDistiller(BaseSelfSupervisor):
+    """Feature Distillation (Wei et al., 2022).
+
+    Args:
+        backbone (dict): the student (e.g. ``FDViT`` or ``SwinTransformerV2``).
+        teacher (dict): a registered teacher (``CLIPTeacher``, ``ViTTeacher``, ...).
+        head (dict): an ``FDHead``; ``in_channels``/``out_channels`` default to the
+            student's and the teacher's widths.
+        input_size (int | tuple): the training crop size; the geometry is checked
+            for it when the model is built, before any data is read.
+        align (str): how a teacher grid that differs from the student's is aligned:
+            ``'resize_input'`` (the release): the teacher sees the crop resized to
+            student_grid x teacher_patch pixels; ``'interpolate_target'``: the
+            teacher sees its native ``img_size`` and its patch map is bilinearly
+            resized to the student grid; ``'none'``: grids must already match.
+        include_cls (bool): regress the CLS token too when both sides have one.
+        data_preprocessor (dict): defaults to ``SelfSupDataPreprocessor``.
+    """
+    ALIGN_MODES = ('resize_input', 'interpolate_target', 'none')
+
+    def __init__(self,
+                 backbone: dict,
+                 teacher: dict,
+                 head: Optional[dict] = None,
+                 input_size=224,
+                 align: str = 'resize_input',
+                 include_cls: bool = True,
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None):
+        if align not in self.ALIGN_MODES:
+            raise ConfigError(f'model.align={align!r} is not one of {self.ALIGN_MODES}.')
+        super().__init__(backbone=backbone, head=None,
+                         data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.teacher = teacher if isinstance(teacher, torch.nn.Module) else MODELS.build(teacher)
+        self.teacher.freeze()
+        self.align = align
+        self.include_cls = include_cls
+        self.input_size = _pair(input_size)
+
+        self.student_grid, student_width, self.student_has_cls = self._student_geometry()
+        self.teacher_input_size = self._teacher_input_size()
+        self._check_grids()
+
+        head = dict(head or {})
+        head.setdefault('type', 'FDHead')
+        head.setdefault('in_channels', student_width)
+        head.setdefault('out_channels', self.teacher.embed_dim)
+        if head['in_channels'] != student_width:
+            raise ConfigError(
+                f'model.head.in_channels={head["in_channels"]} but the student '
+                f'{type(self.backbone).__name__} outputs {student_width} channels.')
+        if head['out_channels'] != self.teacher.embed_dim:
+            raise ConfigError(
+                f'model.head.out_channels={head["out_channels"]} but the teacher '
+                f'{type(self.teacher).__name__} outputs {self.teacher.embed_dim} channels.')
+        self.head = MODELS.build(head)
+
+        self._register_renormalisation()
+        self._register_state_dict_hook(_drop_teacher_state)
+        self._register_load_state_dict_pre_hook(self._keep_teacher_state)
+        # DDP: the frozen teacher needs no initial broadcast and no gradient buckets.
+        self._ddp_params_and_buffers_to_ignore = [
+            TEACHER_PREFIX + name for name, _ in self.teacher.named_parameters()
+        ] + [TEACHER_PREFIX + name for name, _ in self.teacher.named_buffers()]
+
+    # ------------------------------------------------------------------ geometry
+    def _student_geometry(self) -> Tuple[Tuple[int, int], int, bool]:
+        """(grid, width, has_cls) of the student's output at ``input_size``."""
+        bb = self.backbone
+        if isinstance(bb, (SwinTransformer, SwinTransformerV2)):
+            stage = bb.out_indices[-1]
+            stride = bb.patch_embed.projection.stride[0] * 2**stage
+            grid = (self.input_size[0] // stride, self.input_size[1] // stride)
+            return grid, bb.stages[stage].out_channels, False
+        if hasattr(bb, 'patch_resolution') and hasattr(bb, 'embed_dims'):
+            if getattr(bb, 'out_type', 'raw') != 'raw':
+                raise ConfigError(f'model.backbone.out_type must be "raw" for FD '
+                                  f'(all tokens), got {bb.out_type!r}.')
+            if tuple(bb.img_size) != self.input_size:
+                raise ConfigError(
+                    f'model.backbone.img_size={tuple(bb.img_size)} but '
+                    f'model.input_size={self.input_size}: make them equal.')
+            return tuple(bb.patch_resolution), bb.embed_dims, bb.cls_token is not None
+        # Unknown student: measure it once on a blank image (before any data).
+        with torch.no_grad():
+            tokens, grid, has_cls = self._student_tokens(
+                torch.zeros(1, 3, *self.input_size))
+        return grid, tokens.shape[-1], has_cls
+
+    def _teacher_input_size(self) -> Tuple[int, int]:
+        t = self.teacher
+        if self.align == 'resize_input':
+            return (self.student_grid[0] * t.patch_size, self.student_grid[1] * t.patch_size)
+        if self.align == 'interpolate_target':
+            return _pair(t.img_size)
+        return self.input_size
+
+    def _check_grids(self):
+        teacher_grid = self.teacher.grid_size(self.teacher_input_size)
+        if self.align != 'interpolate_target' and tuple(teacher_grid) != self.student_grid:
+            raise ConfigError(
+                f'Teacher grid {tuple(teacher_grid)} (patch {self.teacher.patch_size} at '
+                f'{self.teacher_input_size}) != student grid {self.student_grid} with '
+                f'model.align={self.align!r}. Use align="resize_input" or '
+                '"interpolate_target", or change model.input_size.')
+        if min(teacher_grid) < 1:
+            raise ConfigError(f'Teacher input {self.teacher_input_size} is smaller than '
+                              f'one teacher patch ({self.teacher.patch_size} px).')
+
+    def _register_renormalisation(self):
+        """x_teacher = x * scale + shift maps the pipeline's normalisation to the
+        teacher's (CLIP's mean/std differ from ImageNet's)."""
+        pre = self.data_preprocessor
+        if getattr(pre, '_enable_normalize', False):
+            mean_in, std_in = pre.mean.view(3), pre.std.view(3)
+        else:
+            mean_in, std_in = torch.zeros(3), torch.ones(3)
+        mean_t = torch.tensor(self.teacher.mean, dtype=torch.float32)
+        std_t = torch.tensor(self.teacher.std, dtype=torch.float32)
+        scale, shift = std_in / std_t, (mean_in - mean_t) / std_t
+        self.renormalise = not (torch.allclose(scale, torch.ones(3))
+                                and torch.allclose(shift, torch.zeros(3)))
+        self.register_buffer('_teacher_scale', scale.view(1, 3, 1, 1), persistent=False)
+        self.register_buffer('_teacher_shift', shift.view(1, 3, 1, 1), persistent=False)
+
+    # ------------------------------------------------------------------ forward
+    def _student_tokens(self, inputs: torch.Tensor):
+        out = self.backbone(inputs)[-1]
+        if out.dim() == 4:  # [B, C, h, w] feature map (Swin) -> tokens
+            grid = tuple(out.shape[-2:])
+            return out.flatten(2).transpose(1, 2), grid, False
+        return out, self.student_grid, self.student_has_cls
+
+    def extract_feat(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Student tokens [B, N, C] (CLS first for ViT students)."""
+        return self._student_tokens(inputs)[0]
+
+    @torch.no_grad()
+    def compute_target(self, inputs: torch.Tensor) -> Tuple[torch.Tensor, bool]:
+        """Teacher tokens [B, N, C] on the student's grid, and whether CLS is first."""
+        x = inputs
+        if self.renormalise:
+            x = x * self._teacher_scale + self._teacher_shift
+        if tuple(x.shape[-2:]) != self.teacher_input_size:
+            x = F.interpolate(x, size=self.teacher_input_size, mode='bicubic',
+                              align_corners=False)
+        tokens, grid, has_cls = self.teacher(x)
+        if tuple(grid) != self.student_grid:
+            tokens = _resize_token_map(tokens, grid, self.student_grid, has_cls)
+        return tokens, has_cls
+
+    def loss(self, inputs, data_samples=None) -> dict:
+        if isinstance(inputs, (list, tuple)):
+            inputs = inputs[0]  # one view: teacher and student see the same crop
+        target, teacher_cls = self.compute_target(inputs)
+        student, _, student_cls = self._student_tokens(inputs)
+        keep_cls = self.include_cls and teacher_cls and student_cls
+        if student_cls and not keep_cls:
+            student = student[:, 1:]
+        if teacher_cls and not keep_cls:
+            target = target[:, 1:]
+        return self.head.loss(student, target)
+
+    # ------------------------------------------------------------------ state dict
+    def _keep_teacher_state(self, state_dict, prefix, *args, **kwargs):
+        """The teacher keeps the weights of its own checkpoint: fill (or override)
+        its entries so strict loading of a student-only checkpoint works."""
+        for name, tensor in self.teacher.state_dict().items():
+            state_dict[prefix + TEACHER_PREFIX + name] = tensor
+
+
+def _drop_teacher_state(module, state_dict, prefix, local_metadata):
+    for key in [k for k in state_dict if k.startswith(prefix + TEACHER_PREFIX)]:
+        del state_dict[key]
+    return state_dict
+
+
+def _resize_token_map(tokens: torch.Tensor, grid, new_grid, has_cls: bool) -> torch.Tensor:
+    """Bilinearly resize the patch part of [B, (1+)h*w, C]; CLS passes through."""
+    cls, patches = (tokens[:, :1], tokens[:, 1:]) if has_cls else (None, tokens)
+    B, _, C = patches.shape
+    fmap = patches.transpose(1, 2).reshape(B, C, *grid)
+    fmap = F.interpolate(fmap.float(), size=new_grid, mode='bilinear',
+                         align_corners=False).to(patches.dtype)
+    patches = fmap.flatten(2).transpose(1, 2)
+    return patches if cls is None else torch.cat([cls, patches], dim=1)
+
+
+def _pair(size) -> Tuple[int, int]:
+    return (size, size) if isinstance(size, int) else tuple(size)

@@ -1,0 +1,3 @@
+from .fd_vit import FDAttention, FDViT
+
+__all__ = ['FDViT', 'FDAttention']

@@ -1,0 +1,3 @@
+from .fd_head import FDHead, whiten
+
+__all__ = ['FDHead', 'whiten']

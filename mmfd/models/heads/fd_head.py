@@ -1,0 +1,57 @@
+"""The FD head: 1x1 projection of the student tokens, whitened teacher target,
+Smooth-L1 (beta 2.0) averaged over every element (../shared/FD_METHOD.md)."""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+from mmengine.model.weight_init import trunc_normal_
+from mmpretrain.registry import MODELS
+
+
+def whiten(target: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Non-parametric LayerNorm over channels (no scale, no bias), in fp32."""
+    return F.layer_norm(target.float(), target.shape[-1:], eps=eps)
+
+
+@MODELS.register_module()
+class FDHead(BaseModule):
+    """Projection + whitening + Smooth-L1.
+
+    Args:
+        in_channels (int): student width.
+        out_channels (int): teacher width.
+        beta (float): Smooth-L1 transition point (2.0 in the paper).
+        whiten_target (bool): apply the non-parametric LayerNorm to the target.
+        eps (float): eps of the whitening LayerNorm (torch's default 1e-5).
+        loss_weight (float): multiplier of the loss.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, beta: float = 2.0,
+                 whiten_target: bool = True, eps: float = 1e-5,
+                 loss_weight: float = 1.0, init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.beta, self.whiten_target, self.eps = beta, whiten_target, eps
+        self.loss_weight = loss_weight
+        # A per-token linear map is the release's 1x1 projection (Conv1d k=1).
+        self.proj = nn.Linear(in_channels, out_channels)
+
+    def init_weights(self):
+        super().init_weights()
+        if not (isinstance(self.init_cfg, dict) and self.init_cfg.get('type') == 'Pretrained'):
+            trunc_normal_(self.proj.weight, std=.02, a=-.02, b=.02)
+            nn.init.zeros_(self.proj.bias)
+
+    def forward(self, student_tokens: torch.Tensor) -> torch.Tensor:
+        return self.proj(student_tokens)
+
+    def loss(self, student_tokens: torch.Tensor, target: torch.Tensor) -> dict:
+        pred = self.forward(student_tokens)
+        if pred.shape != target.shape:
+            raise ValueError(f'FDHead: prediction {tuple(pred.shape)} and target '
+                             f'{tuple(target.shape)} differ (tokens x channels).')
+        if self.whiten_target:
+            target = whiten(target, self.eps)
+        # Loss in fp32 even under AMP: the whitened target has unit scale per token.
+        loss = F.smooth_l1_loss(pred.float(), target.float(), beta=self.beta)
+        return dict(loss=loss * self.loss_weight)

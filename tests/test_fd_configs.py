@@ -1,0 +1,75 @@
+"""The five paper configs: the release's numbers, and each builds its real-width
+model (random teacher weights) and runs one forward/backward."""
+import pytest
+import torch
+from mmengine.config import Config
+from mmpretrain.registry import MODELS
+
+import mmfd  # noqa: F401
+
+PAPER = {
+    # config: (teacher type, teacher width, student width, tokens, drop path, lr/512)
+    'clip_vitb': ('CLIPTeacher', 768, 768, 197, 0.2, 3e-4),
+    'clip_vitl': ('CLIPTeacher', 1024, 1024, 257, 0.3, 3e-4),
+    'dino_vitb': ('DINOTeacher', 768, 768, 197, 0.3, 3e-4),
+    'deit_vitb': ('DeiTTeacher', 768, 768, 197, 0.3, 3e-4),
+    'esvit_swinb': ('EsViTTeacher', 1024, 1024, 49, 0.3, 2e-4),
+}
+
+
+def load(name):
+    return Config.fromfile(f'configs/fd/{name}.py')
+
+
+@pytest.mark.parametrize('name', sorted(PAPER))
+def test_config_follows_the_release(name):
+    teacher, _, _, _, drop_path, lr = PAPER[name]
+    cfg = load(name)
+    assert cfg.model.type == 'FeatureDistiller'
+    assert cfg.model.teacher.type == teacher
+    assert cfg.model.backbone.drop_path_rate == drop_path
+    assert cfg.model.head.beta == 2.0
+    optim = cfg.optim_wrapper
+    assert optim.optimizer.type == 'AdamW' and optim.optimizer.lr == lr
+    assert optim.optimizer.betas == (0.9, 0.999) and optim.optimizer.eps == 1e-8
+    assert optim.optimizer.weight_decay == 0.05
+    assert optim.clip_grad.max_norm == 3.0
+    assert optim.type == 'AmpOptimWrapper'
+    assert optim.paramwise_cfg.flat_decay_mult == 0.0       # 1-D params, layer scale
+    assert optim.paramwise_cfg.bias_decay_mult == 0.0
+    assert cfg.auto_scale_lr == dict(base_batch_size=512, enable=True)
+    assert cfg.train_cfg.max_epochs == 300
+    warmup, cosine = cfg.param_scheduler
+    at_2048 = lr * 2048 / 512
+    swin = name.startswith('esvit')
+    assert warmup.end == 10 and warmup.convert_to_iter_based
+    assert warmup.start_factor * at_2048 == pytest.approx(1e-6 if swin else 5e-7)
+    assert cosine.eta_min == (1e-5 if swin else 5e-6) and cosine.convert_to_iter_based
+    crop = cfg.train_pipeline[1]
+    assert crop.type == 'RandomResizedCrop' and crop.crop_ratio_range == (0.08, 1.0)
+    assert crop.interpolation == 'bilinear'
+    assert [t.type for t in cfg.train_pipeline] == [
+        'LoadImageFromFile', 'RandomResizedCrop', 'RandomFlip', 'PackInputs']
+
+
+@pytest.mark.parametrize('name', sorted(PAPER))
+def test_config_builds_real_model_and_trains_one_step(name):
+    _, t_width, s_width, tokens, _, _ = PAPER[name]
+    cfg = load(name)
+    cfg.model.teacher.checkpoint = None
+    cfg.model.teacher.allow_random_init = True    # no weights can be downloaded here
+    cfg.model.setdefault('data_preprocessor', cfg.data_preprocessor)
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    model.train()
+    assert model.teacher.embed_dim == t_width
+    assert model.head.proj.in_features == s_width
+    x = torch.randn(1, 3, 224, 224)
+    target, _ = model.compute_target(x)
+    assert target.shape == (1, tokens, t_width)
+    loss = model.loss(x)['loss']
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert model.head.proj.weight.grad is not None
+    assert all(p.grad is None for p in model.teacher.parameters())

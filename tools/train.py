@@ -1,0 +1,106 @@
+#!/usr/bin/env python
+"""Train with an mmfd / mmpretrain config (mmpretrain's tools/train.py, plus CPU DDP).
+
+    python tools/train.py configs/fd/clip_vitb.py [--work-dir DIR] [--resume [CKPT]]
+    tools/dist_train.sh configs/fd/clip_vitb.py 8        # torchrun, one node
+"""
+import argparse
+import os
+import os.path as osp
+
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.runner import Runner
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Train a model (FD pre-training, '
+                                     'fine-tuning) with mmengine\'s Runner')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='where logs and checkpoints go '
+                        '(default: ./work_dirs/<config name>)')
+    parser.add_argument('--resume', nargs='?', type=str, const='auto',
+                        help='resume from CKPT, or from the latest checkpoint in '
+                        'the work dir when no path is given')
+    amp = parser.add_mutually_exclusive_group()
+    amp.add_argument('--amp', action='store_true',
+                     help='enable automatic mixed precision training')
+    amp.add_argument('--no-amp', action='store_true',
+                     help='train in fp32 even if the config enables AMP')
+    parser.add_argument('--amp-dtype', choices=['float16', 'bfloat16'],
+                        help='AMP compute dtype (default: the config\'s, else float16)')
+    parser.add_argument('--no-auto-scale-lr', action='store_true',
+                        help='use the optimizer lr as written, not scaled to the batch')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config entries, e.g. '
+                        'model.teacher.checkpoint=ckpts/ViT-B-16.safetensors')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def merge_args(cfg, args):
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+
+    optim_wrapper = cfg.optim_wrapper
+    if args.amp and optim_wrapper.get('type', 'OptimWrapper') != 'AmpOptimWrapper':
+        optim_wrapper.type = 'AmpOptimWrapper'
+        optim_wrapper.setdefault('loss_scale', 'dynamic')
+    if args.no_amp and optim_wrapper.get('type') == 'AmpOptimWrapper':
+        optim_wrapper.type = 'OptimWrapper'
+    if optim_wrapper.get('type', 'OptimWrapper') == 'OptimWrapper':
+        # A config that switches AMP off by `type` alone keeps its base's AMP keys.
+        for key in ('loss_scale', 'dtype'):
+            optim_wrapper.pop(key, None)
+    if optim_wrapper.get('type') == 'AmpOptimWrapper':
+        if args.amp_dtype:
+            optim_wrapper.dtype = args.amp_dtype
+        if not torch.cuda.is_available() and optim_wrapper.get('dtype') != 'bfloat16':
+            # CPU autocast only runs bfloat16.
+            optim_wrapper.dtype = 'bfloat16'
+
+    if args.no_auto_scale_lr and cfg.get('auto_scale_lr'):
+        cfg.auto_scale_lr.enable = False
+
+    if args.resume == 'auto':
+        cfg.resume, cfg.load_from = True, None
+    elif args.resume is not None:
+        cfg.resume, cfg.load_from = True, args.resume
+
+    cfg.launcher = args.launcher
+    if args.launcher != 'none' and not torch.cuda.is_available():
+        use_gloo(cfg, args.launcher)
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    return cfg
+
+
+def use_gloo(cfg, launcher):
+    """Distributed training on CPU: gloo instead of nccl and DDP without device_ids.
+
+    mmengine's init_dist pins a CUDA device, so the CPU process group is created
+    here (the Runner then finds it initialised and keeps it)."""
+    cfg.env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
+    wrapper = cfg.get('model_wrapper_cfg') or dict(type='MMDistributedDataParallel')
+    wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper
+    if launcher == 'pytorch' and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group(backend='gloo')
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = merge_args(Config.fromfile(args.config), args)
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+
+
+if __name__ == '__main__':
+    main()
