@@ -1,0 +1,3 @@
+from .diagnostics_hook import DiagnosticsHook
+
+__all__ = ['DiagnosticsHook']
