@@ -253,3 +253,9 @@ def test_cls_handling():
         model.head.proj.register_forward_hook(lambda m, i, o: seen.update(n=o.shape[1]))
         model.loss(x)
         assert seen['n'] == n_tokens
+
+
+def test_unstacked_batch_gets_a_clear_error():
+    model = build_fd(teacher=dict(patch_size=16))
+    with pytest.raises(ConfigError, match='default_collate'):
+        model.loss([torch.randn(3, 112, 112), torch.randn(3, 112, 112)])

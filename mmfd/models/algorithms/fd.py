@@ -175,6 +175,11 @@ class FeatureDistiller(BaseSelfSupervisor):
 
     def loss(self, inputs, data_samples=None) -> dict:
         if isinstance(inputs, (list, tuple)):
+            if inputs[0].dim() == 3:
+                raise ConfigError(
+                    'FeatureDistiller got a list of single images: set '
+                    "train_dataloader.collate_fn=dict(type='default_collate') (mmengine's "
+                    'default pseudo_collate does not stack the batch).')
             inputs = inputs[0]  # one view: teacher and student see the same crop
         target, teacher_cls = self.compute_target(inputs)
         student, _, student_cls = self._student_tokens(inputs)
