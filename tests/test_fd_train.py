@@ -74,3 +74,14 @@ def test_dist_train_two_cpu_ranks_equals_single_process(data, tmp_path):
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_amp_flag_trains_in_bf16_on_cpu(data, tmp_path):
+    images, teacher = data
+    result = run_train([sys.executable, 'tools/train.py', CONFIG, '--amp', '--work-dir',
+                        str(tmp_path), '--cfg-options', *base_options(images, teacher),
+                        'train_cfg.max_iters=3'])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'bfloat16 autocast on the CPU' in result.stdout
+    losses = read_scalars(tmp_path)
+    assert len(losses) == 3 and all(v == v and v < 1e3 for v in losses)

@@ -62,9 +62,12 @@ def merge_args(cfg, args):
     if optim_wrapper.get('type') == 'AmpOptimWrapper':
         if args.amp_dtype:
             optim_wrapper.dtype = args.amp_dtype
-        if not torch.cuda.is_available() and optim_wrapper.get('dtype') != 'bfloat16':
-            # CPU autocast only runs bfloat16.
-            optim_wrapper.dtype = 'bfloat16'
+        if not torch.cuda.is_available():
+            # mmengine's AmpOptimWrapper needs an accelerator: bf16 autocast on CPU.
+            from mmfd.engine.optim_wrappers import amp_wrapper_for_device
+            amp_wrapper_for_device(optim_wrapper)
+            print('[mmfd] no CUDA: AMP runs as bfloat16 autocast on the CPU '
+                  '(CPUAutocastOptimWrapper)')
 
     if args.no_auto_scale_lr and cfg.get('auto_scale_lr'):
         cfg.auto_scale_lr.enable = False

@@ -1,1 +1,2 @@
 from . import hooks  # noqa: F401  (registers DiagnosticsHook)
+from . import optim_wrappers  # noqa: F401  (registers CPUAutocastOptimWrapper)

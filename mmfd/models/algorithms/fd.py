@@ -38,6 +38,9 @@ class FeatureDistiller(BaseSelfSupervisor):
             teacher sees its native ``img_size`` and its patch map is bilinearly
             resized to the student grid; ``'none'``: grids must already match.
         include_cls (bool): regress the CLS token too when both sides have one.
+        compile_student (bool | dict): ``torch.compile`` the student in place
+            (``nn.Module.compile``: parameter names, hence checkpoints, unchanged);
+            a dict is passed to ``torch.compile`` as keyword arguments.
         data_preprocessor (dict): defaults to ``SelfSupDataPreprocessor``.
     """
     ALIGN_MODES = ('resize_input', 'interpolate_target', 'none')
@@ -49,6 +52,7 @@ class FeatureDistiller(BaseSelfSupervisor):
                  input_size=224,
                  align: str = 'resize_input',
                  include_cls: bool = True,
+                 compile_student=False,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
         if align not in self.ALIGN_MODES:
@@ -80,6 +84,9 @@ class FeatureDistiller(BaseSelfSupervisor):
         self.head = MODELS.build(head)
 
         self._register_renormalisation()
+        if compile_student:
+            self.backbone.compile(**(compile_student if isinstance(compile_student, dict)
+                                     else {}))
         self._register_state_dict_hook(_drop_teacher_state)
         self._register_load_state_dict_pre_hook(self._keep_teacher_state)
         # DDP: the frozen teacher needs no initial broadcast and no gradient buckets.
