@@ -259,3 +259,29 @@ def test_unstacked_batch_gets_a_clear_error():
     model = build_fd(teacher=dict(patch_size=16))
     with pytest.raises(ConfigError, match='default_collate'):
         model.loss([torch.randn(3, 112, 112), torch.randn(3, 112, 112)])
+
+
+@pytest.mark.parametrize('after_norm', [True, False])
+def test_target_before_or_after_the_teachers_final_norm(tmp_path, after_norm):
+    """Default: tokens after the teacher's own final LayerNorm (timm forward_features);
+    the ablation takes the tokens that enter that norm."""
+    import timm.models.vision_transformer as tv
+    from fd_fixtures import make_timm_vit_checkpoint
+    path = make_timm_vit_checkpoint(tmp_path / 'vit.pth', patch_size=16, img_size=112)
+    arch = dict(patch_size=16, embed_dim=48, depth=2, num_heads=2)
+    model = FeatureDistiller(
+        backbone=dict(type='FDViT', arch=TINY_ARCH, img_size=112, drop_path_rate=0.),
+        teacher=dict(type='ViTTeacher', arch=arch, img_size=112, checkpoint=str(path)),
+        input_size=112, target_after_final_norm=after_norm,
+        data_preprocessor=dict(type='SelfSupDataPreprocessor', mean=IMAGENET_MEAN,
+                               std=IMAGENET_STD))
+    reference = tv.VisionTransformer(img_size=112, patch_size=16, embed_dim=48, depth=2,
+                                     num_heads=2, num_classes=10).eval()
+    reference.load_state_dict(torch.load(path, weights_only=True)['model'])
+    if not after_norm:
+        reference.norm = nn.Identity()
+    x = torch.randn(2, 3, 112, 112)
+    target, _ = model.compute_target(x)
+    with torch.no_grad():
+        torch.testing.assert_close(target, reference.forward_features(x),
+                                   rtol=1e-5, atol=1e-5)

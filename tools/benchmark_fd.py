@@ -107,7 +107,12 @@ class Floor:
         self.teacher, self.student, self.head = model.teacher, model.backbone, model.head
         groups = [{k: v for k, v in g.items()} for g in optim_wrapper.optimizer.param_groups]
         self.params = [p for g in groups for p in g['params'] if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(groups, fused=args.device == 'cuda' or None)
+        # The same optimizer class and settings (foreach/fused alike) as the FD run.
+        source = optim_wrapper.optimizer
+        import inspect
+        accepted = inspect.signature(type(source).__init__).parameters
+        self.optimizer = type(source)(
+            groups, **{k: v for k, v in source.defaults.items() if k in accepted})
         clip = optim_wrapper.clip_grad_kwargs if hasattr(optim_wrapper, 'clip_grad_kwargs') else {}
         self.max_norm = clip.get('max_norm') if clip else None
         self.device = args.device

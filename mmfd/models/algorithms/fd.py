@@ -38,6 +38,8 @@ class FeatureDistiller(BaseSelfSupervisor):
             teacher sees its native ``img_size`` and its patch map is bilinearly
             resized to the student grid; ``'none'``: grids must already match.
         include_cls (bool): regress the CLS token too when both sides have one.
+        target_after_final_norm (bool): the target is the teacher's tokens after
+            its own final norm (the paper); False takes them before it.
         compile_student (bool | dict): ``torch.compile`` the student in place
             (``nn.Module.compile``: parameter names, hence checkpoints, unchanged);
             a dict is passed to ``torch.compile`` as keyword arguments.
@@ -52,6 +54,7 @@ class FeatureDistiller(BaseSelfSupervisor):
                  input_size=224,
                  align: str = 'resize_input',
                  include_cls: bool = True,
+                 target_after_final_norm: bool = True,
                  compile_student=False,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
@@ -61,6 +64,7 @@ class FeatureDistiller(BaseSelfSupervisor):
                          data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.teacher = teacher if isinstance(teacher, torch.nn.Module) else MODELS.build(teacher)
         self.teacher.freeze()
+        self.teacher.use_final_norm(target_after_final_norm)
         self.align = align
         self.include_cls = include_cls
         self.input_size = _pair(input_size)

@@ -61,6 +61,29 @@ class BaseTeacher(BaseModule):
         # Weights come from the teacher's checkpoint, never from mmengine's init.
         pass
 
+    def final_norm_module(self) -> Optional[torch.nn.Module]:
+        """The norm applied last to the token map (CLIP ``ln_post``, ViT/Swin
+        ``norm``), or None when the family has none to skip."""
+        return None
+
+    def use_final_norm(self, enabled: bool = True) -> None:
+        """The paper regresses the tokens AFTER the teacher's final norm (default).
+        ``use_final_norm(False)`` makes the final norm an identity by a forward hook,
+        so the tokens before it become the target (an ablation)."""
+        handle = getattr(self, '_skip_norm_handle', None)
+        if handle is not None:
+            handle.remove()
+            self._skip_norm_handle = None
+        if enabled:
+            return
+        module = self.final_norm_module()
+        if module is None:
+            from mmfd.utils.errors import ConfigError
+            raise ConfigError(f'{type(self).__name__} has no final norm to skip: '
+                              'set model.target_after_final_norm=True.')
+        self._skip_norm_handle = module.register_forward_hook(
+            lambda _module, args, _output: args[0])
+
     def grid_size(self, input_hw: Tuple[int, int]) -> Tuple[int, int]:
         """Token grid produced for an input of ``input_hw`` pixels."""
         return input_hw[0] // self.patch_size, input_hw[1] // self.patch_size

@@ -195,6 +195,9 @@ class CLIPTeacher(BaseTeacher):
         # open_clip's key names, so the file also loads with open_clip (visual only).
         return {f'visual.{k}': v for k, v in self.visual.state_dict().items()}
 
+    def final_norm_module(self):
+        return self.visual.ln_post
+
     def forward_tokens(self, images: torch.Tensor) -> torch.Tensor:
         if not self.dynamic_img_size:
             check_input_size(images, (self.img_size, self.img_size), type(self).__name__)

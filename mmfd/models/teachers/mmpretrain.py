@@ -162,6 +162,15 @@ class MMPretrainTeacher(BaseTeacher):
     def export_state_dict(self) -> dict:
         return self.backbone.state_dict()
 
+    def final_norm_module(self):
+        bb = self.backbone
+        if getattr(bb, 'final_norm', False) and hasattr(bb, 'ln1'):
+            return bb.ln1                      # ViT / BEiT / DeiT: norm over all tokens
+        indices = getattr(bb, 'out_indices', None)
+        if indices is not None and hasattr(bb, f'norm{indices[-1]}'):
+            return getattr(bb, f'norm{indices[-1]}')  # Swin-style per-stage norm
+        return None
+
     def forward_tokens(self, images: torch.Tensor) -> torch.Tensor:
         out = self._last_output(images)
         if out.ndim == 4:

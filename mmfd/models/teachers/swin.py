@@ -144,6 +144,10 @@ class SwinTeacher(BaseTeacher):
     def export_state_dict(self) -> dict:
         return self.model.state_dict()
 
+    def final_norm_module(self):
+        # Stage 3 has no norm of its own (see out_stage).
+        return self.model.norm if self.out_stage == len(self.model.layers) else None
+
     def forward_tokens(self, images: torch.Tensor) -> torch.Tensor:
         check_input_size(images, (self.img_size, self.img_size), type(self).__name__)
         x = self.model.patch_embed(images)  # NHWC

@@ -158,6 +158,9 @@ class ViTTeacher(BaseTeacher):
     def export_state_dict(self) -> dict:
         return self.model.state_dict()
 
+    def final_norm_module(self):
+        return self.model.norm
+
     def forward_tokens(self, images: torch.Tensor) -> torch.Tensor:
         if not self.dynamic_img_size:
             check_input_size(images, (self.img_size, self.img_size), type(self).__name__)
