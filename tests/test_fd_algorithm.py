@@ -285,3 +285,17 @@ def test_target_before_or_after_the_teachers_final_norm(tmp_path, after_norm):
     with torch.no_grad():
         torch.testing.assert_close(target, reference.forward_features(x),
                                    rtol=1e-5, atol=1e-5)
+
+
+def test_fdvit_own_init_does_not_overwrite_strictly_loaded_weights(tmp_path):
+    torch.manual_seed(1)
+    source = FDViT(arch=TINY_ARCH, img_size=64)
+    with torch.no_grad():
+        for p in source.parameters():
+            p.normal_()
+    torch.save({'state_dict': source.state_dict()}, tmp_path / 'student.pth')
+    loaded = FDViT(arch=TINY_ARCH, img_size=64, init_cfg=dict(
+        type='StrictPretrained', checkpoint=str(tmp_path / 'student.pth')))
+    loaded.init_weights()
+    for key, value in source.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key

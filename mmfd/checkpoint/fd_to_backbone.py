@@ -41,6 +41,7 @@ from typing import Dict, Optional, Tuple
 
 import torch
 
+from mmfd.checkpoint.io import load_checkpoint_file, save_safetensors
 from mmfd.utils.errors import CheckpointError, ConfigError
 
 StateDict = Dict[str, torch.Tensor]
@@ -54,25 +55,10 @@ SWIN_DERIVED_BUFFERS = ('relative_coords_table', 'relative_position_index')
 
 
 # ----------------------------------------------------------------- reading
-def _read(path) -> dict:
-    try:
-        from mmfd.checkpoint.io import load_checkpoint_file
-    except ImportError:  # pragma: no cover - io.py is another engineer's file
-        load_checkpoint_file = None
-    if load_checkpoint_file is not None:
-        return load_checkpoint_file(path)
-    if not os.path.isfile(path):
-        raise CheckpointError(f'FD checkpoint not found: {path}')
-    if str(path).endswith('.safetensors'):
-        from safetensors.torch import load_file
-        return dict(load_file(path))
-    return torch.load(path, map_location='cpu', weights_only=True)
-
-
 def load_fd_student(path) -> Tuple[StateDict, dict, list]:
     """Reads an FD checkpoint; returns (student state dict without the
     ``backbone.`` prefix, the file's meta dict, the dropped keys)."""
-    obj = _read(path)
+    obj = load_checkpoint_file(path)  # weights_only torch.load or safetensors
     meta = obj.get('meta', {}) if isinstance(obj, dict) else {}
     state = obj.get('state_dict', obj) if isinstance(obj, dict) else obj
     if not isinstance(state, dict) or not all(
@@ -100,7 +86,8 @@ def student_kind(student: StateDict) -> str:
     if any(k.startswith('stages.') for k in student) and any(
             'cpb_mlp' in k for k in student):
         return 'swinv2'
-    if any(k.startswith('layers.') for k in student) and 'patch_embed.projection.weight' in student:
+    if (any(k.startswith('layers.') for k in student)
+            and 'patch_embed.projection.weight' in student):
         return 'vit'
     raise CheckpointError(
         'Unknown student layout: expected FDViT keys (layers.N.attn.*) or '
@@ -264,7 +251,6 @@ def convert_fd_checkpoint(src, dst, target: str = 'mmpretrain',
     dirname = os.path.dirname(os.path.abspath(str(dst)))
     os.makedirs(dirname, exist_ok=True)
     if safetensors:
-        from mmfd.checkpoint.io import save_safetensors
         save_safetensors(state_dict, str(dst), metadata=out_meta)
     else:
         torch.save({'state_dict': state_dict, 'meta': out_meta}, str(dst))

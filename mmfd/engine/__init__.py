@@ -1,2 +1,3 @@
 from . import hooks  # noqa: F401  (registers DiagnosticsHook)
 from . import optim_wrappers  # noqa: F401  (registers CPUAutocastOptimWrapper)
+from . import optimizers  # noqa: F401  (registers LayerDecayOptimWrapperConstructor)

@@ -1,1 +1,1 @@
-from . import algorithms, backbones, heads, teachers  # noqa: F401  (registration)
+from . import algorithms, backbones, heads, necks, teachers, utils  # noqa: F401  (registration)

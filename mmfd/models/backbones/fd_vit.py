@@ -17,6 +17,8 @@ from mmengine.model.weight_init import trunc_normal_
 from mmpretrain.models.backbones import BEiTViT
 from mmpretrain.models.utils.attention import BEiTAttention
 from mmpretrain.registry import MODELS
+
+from mmfd.models.utils.strict_pretrained import PRETRAINED_INITS
 from torch.utils.checkpoint import checkpoint
 
 
@@ -112,7 +114,7 @@ class FDViT(BEiTViT):
 
     def init_weights(self):
         super().init_weights()
-        if isinstance(self.init_cfg, dict) and self.init_cfg.get('type') == 'Pretrained':
+        if isinstance(self.init_cfg, dict) and self.init_cfg.get('type') in PRETRAINED_INITS:
             return
         # The release (SimMIM/BEiT code): trunc-normal std 0.02 cut at +-1 std for
         # every Linear and the CLS token, zero biases, unit LayerNorms ...

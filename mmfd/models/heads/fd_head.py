@@ -7,6 +7,8 @@ from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 from mmpretrain.registry import MODELS
 
+from mmfd.models.utils.strict_pretrained import PRETRAINED_INITS
+
 
 def whiten(target: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     """Non-parametric LayerNorm over channels (no scale, no bias), in fp32."""
@@ -38,7 +40,7 @@ class FDHead(BaseModule):
 
     def init_weights(self):
         super().init_weights()
-        if not (isinstance(self.init_cfg, dict) and self.init_cfg.get('type') == 'Pretrained'):
+        if not (isinstance(self.init_cfg, dict) and self.init_cfg.get('type') in PRETRAINED_INITS):
             trunc_normal_(self.proj.weight, std=.02, a=-.02, b=.02)
             nn.init.zeros_(self.proj.bias)
 

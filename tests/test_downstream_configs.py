@@ -1,0 +1,77 @@
+"""The shipped downstream configs carry the release's fine-tuning recipe
+(../shared/FD_METHOD.md) and load their backbone strictly. Parse-only: fast."""
+from pathlib import Path
+
+import pytest
+from mmengine.config import Config
+
+REPO = Path(__file__).resolve().parents[1]
+MODULES = {'mmfd', 'mmfd.models.utils', 'mmfd.models.necks', 'mmfd.engine.optimizers'}
+
+# config: (drop path, lr per 512, layer decay, epochs, warm-up epochs, warm-up from)
+FINETUNE = {
+    'clip_vitb_ft100e_in1k.py': (0.3, 1.25e-3, 0.6, 100, 20, 2.5e-7),
+    'dino_vitb_ft100e_in1k.py': (0.2, 1.5e-3, 0.6, 100, 20, 2.5e-7),
+    'deit_vitb_ft100e_in1k.py': (0.3, 1.25e-3, 0.65, 100, 20, 2.5e-7),
+    'clip_vitl14_ft50e_in1k.py': (0.4, 2.5e-4, 0.75, 50, 5, 5e-7),
+    'esvit_swinv2b_ft100e_in1k.py': (0.4, 1.25e-3, 0.8, 100, 20, 2.5e-7),
+}
+DOWNSTREAM = sorted((REPO / 'configs/mmdet').glob('*.py')) + sorted(
+    (REPO / 'configs/mmseg').glob('*.py'))
+
+
+@pytest.mark.parametrize('name', sorted(FINETUNE))
+def test_finetune_recipe(name):
+    cfg = Config.fromfile(REPO / 'configs/finetune' / name, import_custom_modules=False)
+    drop_path, lr, decay, epochs, warmup, warmup_from = FINETUNE[name]
+    backbone = cfg.model.backbone
+    assert backbone.drop_path_rate == drop_path
+    assert backbone.init_cfg.type == 'StrictPretrained'
+    assert backbone.init_cfg.prefix == 'backbone.'
+    if backbone.type == 'BEiTViT':
+        assert backbone.use_rel_pos_bias and not backbone.use_shared_rel_pos_bias
+        assert backbone.out_type == 'avg_featmap' and not backbone.final_norm
+    optim = cfg.optim_wrapper
+    assert optim.optimizer.type == 'AdamW' and optim.optimizer.lr == lr
+    assert optim.optimizer.weight_decay == 0.05
+    assert optim.clip_grad.max_norm == 5.0
+    assert optim.paramwise_cfg.layer_decay_rate == decay
+    assert cfg.auto_scale_lr == dict(base_batch_size=512, enable=True)
+    warm, cosine = cfg.param_scheduler
+    assert warm.end == warmup and cosine.begin == warmup and cosine.end == epochs
+    assert warm.start_factor * lr == pytest.approx(warmup_from)
+    assert cosine.eta_min == warmup_from
+    assert cfg.train_cfg.max_epochs == epochs
+    head = cfg.model.head
+    assert head.loss.label_smooth_val == 0.1 and head.init_cfg[0].std == 2e-5
+    assert [a['alpha'] for a in cfg.model.train_cfg.augments] == [0.8, 1.0]
+    ops = {t['type']: t for t in cfg.train_dataloader.dataset.pipeline}
+    assert ops['RandAugment']['magnitude_level'] == 9
+    assert ops['RandAugment']['magnitude_std'] == 0.5
+    assert ops['RandAugment']['policies'] == 'timm_increasing'
+    assert ops['RandomErasing']['erase_prob'] == 0.25
+    assert ops['RandomResizedCrop']['interpolation'] == 'bicubic'
+    test_ops = {t['type']: t for t in cfg.val_dataloader.dataset.pipeline}
+    assert test_ops['ResizeEdge']['scale'] == 256 and test_ops['CenterCrop']['crop_size'] == 224
+    assert MODULES <= set(cfg.custom_imports.imports)
+
+
+@pytest.mark.parametrize('path', DOWNSTREAM, ids=lambda p: p.name)
+def test_detection_segmentation_configs(path):
+    cfg = Config.fromfile(path, import_custom_modules=False)
+    assert cfg.default_scope in ('mmdet', 'mmseg')
+    assert MODULES <= set(cfg.custom_imports.imports)
+    backbone = cfg.model.backbone
+    assert backbone.type.startswith('mmpretrain.')
+    assert backbone.init_cfg.type == 'StrictPretrained'
+    assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
+    assert cfg.optim_wrapper.constructor == 'LayerDecayOptimWrapperConstructor'
+    assert 0 < cfg.optim_wrapper.paramwise_cfg.layer_decay_rate < 1
+    if backbone.type == 'mmpretrain.BEiTViT':
+        assert backbone.use_rel_pos_bias and backbone.out_type == 'featmap'
+        # the converter's --img-size must match the fixed input size
+        size = backbone.img_size
+        assert f'_{size}.pth' in backbone.init_cfg.checkpoint
+    if cfg.default_scope == 'mmseg':
+        assert cfg.model.pretrained is None
+        assert cfg.model.decode_head.num_classes == 150
