@@ -299,3 +299,10 @@ def test_fdvit_own_init_does_not_overwrite_strictly_loaded_weights(tmp_path):
     loaded.init_weights()
     for key, value in source.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
+
+
+def test_builds_under_another_toolboxs_default_scope():
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        model = build_fd(teacher=dict(patch_size=16))
+    assert type(model.data_preprocessor).__name__ == 'SelfSupDataPreprocessor'

@@ -12,6 +12,7 @@ from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
+from mmengine.registry import DefaultScope
 from mmpretrain.models.backbones import SwinTransformer, SwinTransformerV2
 from mmpretrain.models.selfsup import BaseSelfSupervisor
 from mmpretrain.registry import MODELS
@@ -60,9 +61,18 @@ class FeatureDistiller(BaseSelfSupervisor):
                  init_cfg: Optional[dict] = None):
         if align not in self.ALIGN_MODES:
             raise ConfigError(f'model.align={align!r} is not one of {self.ALIGN_MODES}.')
-        super().__init__(backbone=backbone, head=None,
-                         data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        self.teacher = teacher if isinstance(teacher, torch.nn.Module) else MODELS.build(teacher)
+        # Parts are mmpretrain/mmfd types: build them in that scope even when the
+        # caller's default scope is another toolbox's (scoped names still work).
+        with DefaultScope.overwrite_default_scope('mmpretrain'):
+            super().__init__(backbone=backbone, head=None,
+                             data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+            self.teacher = (teacher if isinstance(teacher, torch.nn.Module)
+                            else MODELS.build(teacher))
+            self._finish_init(head, align, include_cls, input_size,
+                              target_after_final_norm, compile_student)
+
+    def _finish_init(self, head, align, include_cls, input_size,
+                     target_after_final_norm, compile_student):
         self.teacher.freeze()
         self.teacher.use_final_norm(target_after_final_norm)
         self.align = align
