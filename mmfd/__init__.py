@@ -12,5 +12,6 @@ check_environment()
 from . import compat  # noqa: E402,F401  (safe globals for mmengine checkpoints)
 from . import models  # noqa: E402,F401  (registers into mmpretrain.registry)
 from . import engine  # noqa: E402,F401
+from . import datasets  # noqa: E402,F401  (RobustDataset, SafeLoadImageFromFile)
 
 __all__ = ['__version__', 'check_environment']

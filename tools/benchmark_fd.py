@@ -74,17 +74,10 @@ def build(args):
     if args.compile:
         model.backbone.compile()  # in place: names unchanged, same module in both loops
 
-    optim_cfg = cfg.optim_wrapper.copy()
-    if args.amp:
-        optim_cfg.type = 'AmpOptimWrapper'
-        optim_cfg.dtype = amp_dtype(args)
-        optim_cfg.setdefault('loss_scale', 'dynamic')
-        if args.device == 'cpu':
-            from mmfd.engine.optim_wrappers import amp_wrapper_for_device
-            amp_wrapper_for_device(optim_cfg)
-    else:
-        optim_cfg.type = 'OptimWrapper'
-        optim_cfg.pop('dtype', None), optim_cfg.pop('loss_scale', None)
+    from mmfd.engine.optim_wrappers import select_optim_wrapper
+    optim_cfg = select_optim_wrapper(cfg.optim_wrapper.copy(), amp=args.amp,
+                                     amp_dtype=amp_dtype(args),
+                                     cuda=args.device == 'cuda')
     optim_wrapper = build_optim_wrapper(model, optim_cfg)
     return cfg, model, optim_wrapper
 

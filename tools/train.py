@@ -12,6 +12,9 @@ import torch
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
+from mmfd.engine.optim_wrappers import select_optim_wrapper
+from mmfd.utils.preflight import preflight
+
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Train a model (FD pre-training, '
@@ -49,25 +52,12 @@ def merge_args(cfg, args):
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
 
-    optim_wrapper = cfg.optim_wrapper
-    if args.amp and optim_wrapper.get('type', 'OptimWrapper') != 'AmpOptimWrapper':
-        optim_wrapper.type = 'AmpOptimWrapper'
-        optim_wrapper.setdefault('loss_scale', 'dynamic')
-    if args.no_amp and optim_wrapper.get('type') == 'AmpOptimWrapper':
-        optim_wrapper.type = 'OptimWrapper'
-    if optim_wrapper.get('type', 'OptimWrapper') == 'OptimWrapper':
-        # A config that switches AMP off by `type` alone keeps its base's AMP keys.
-        for key in ('loss_scale', 'dtype'):
-            optim_wrapper.pop(key, None)
-    if optim_wrapper.get('type') == 'AmpOptimWrapper':
-        if args.amp_dtype:
-            optim_wrapper.dtype = args.amp_dtype
-        if not torch.cuda.is_available():
-            # mmengine's AmpOptimWrapper needs an accelerator: bf16 autocast on CPU.
-            from mmfd.engine.optim_wrappers import amp_wrapper_for_device
-            amp_wrapper_for_device(optim_wrapper)
-            print('[mmfd] no CUDA: AMP runs as bfloat16 autocast on the CPU '
-                  '(CPUAutocastOptimWrapper)')
+    amp = True if args.amp else (False if args.no_amp else None)
+    kind_before = cfg.optim_wrapper.get('type')
+    select_optim_wrapper(cfg.optim_wrapper, amp=amp, amp_dtype=args.amp_dtype)
+    if 'CPUAutocast' in cfg.optim_wrapper.type and 'CPUAutocast' not in str(kind_before):
+        print('[mmfd] no CUDA: AMP runs as bfloat16 autocast on the CPU '
+              f'({cfg.optim_wrapper.type})')
 
     if args.no_auto_scale_lr and cfg.get('auto_scale_lr'):
         cfg.auto_scale_lr.enable = False
@@ -101,6 +91,7 @@ def use_gloo(cfg, launcher):
 def main(argv=None):
     args = parse_args(argv)
     cfg = merge_args(Config.fromfile(args.config), args)
+    preflight(cfg)  # missing files, unknown teachers, batch splits: before any work
     runner = Runner.from_cfg(cfg)
     runner.train()
 

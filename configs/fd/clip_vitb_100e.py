@@ -9,7 +9,7 @@ train_pipeline = [
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
 ]
-train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
+train_dataloader = dict(dataset=dict(dataset=dict(pipeline=train_pipeline)))
 max_epochs = 100
 param_scheduler = [
     dict(type='LinearLR', start_factor=5e-7 / 1.2e-3, by_epoch=True, begin=0, end=10,

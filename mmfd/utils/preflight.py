@@ -142,7 +142,8 @@ def teacher_types() -> List[str]:
     from mmfd.models.teachers.base import BaseTeacher
     names = []
     for name, obj in MODELS.module_dict.items():
-        if (isinstance(obj, type) and issubclass(obj, BaseTeacher)) or name == 'ConvertedTeacher':
+        is_teacher = isinstance(obj, type) and issubclass(obj, BaseTeacher)
+        if is_teacher or name == 'ConvertedTeacher':
             names.append(name)
     return sorted(names)
 
@@ -159,7 +160,9 @@ def check_teacher(cfg, problems: _Problems) -> None:
     if MODELS.get(name) is not None:
         return
     known = teacher_types()
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.4)
+    by_lower = {k.lower(): k for k in known}  # 'ClipTeacher' -> 'CLIPTeacher'
+    close = [by_lower[c] for c in
+             difflib.get_close_matches(name.lower(), list(by_lower), n=3, cutoff=0.4)]
     hint = f' Did you mean {", ".join(repr(c) for c in close)}?' if close else ''
     problems.add(ConfigError, f'model.teacher.type={name!r} is not a registered teacher.'
                  f'{hint} Known teachers: {", ".join(known)}.')
@@ -177,11 +180,12 @@ def check_batch(cfg, world_size: int, problems: _Problems) -> None:
         total = int(total)
         denominator = world_size * accumulate
         if total <= 0 or total % denominator:
+            nearest = max(1, total // denominator) * denominator
             problems.add(ConfigError, (
                 f'total_batch_size={total} cannot be split over {world_size} process(es) x '
                 f'{accumulate} accumulation step(s) (= {denominator}): choose a total '
-                f'divisible by {denominator} (e.g. {max(1, total // denominator) * denominator}'
-                f') or another number of processes.'))
+                f'divisible by {denominator} (e.g. {nearest}) or another number of '
+                'processes.'))
             return
         derived = total // denominator
         if per_rank is not None and per_rank != derived:

@@ -27,8 +27,14 @@ train_dataloader = dict(
     pin_memory=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
     collate_fn=dict(type='default_collate'),
+    # RobustDataset: an unreadable/truncated image is logged once and replaced
+    # (at most max_bad_samples, then a clear error), and each sample's augmentation
+    # is seeded from its index so a resumed run sees the same crops.
     dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        split='train',  # data/imagenet/train/<class>/*.JPEG or meta/train.txt
-        pipeline=train_pipeline))
+        type='RobustDataset',
+        max_bad_samples=100,
+        dataset=dict(
+            type=dataset_type,
+            data_root=data_root,
+            split='train',  # data/imagenet/train/<class>/*.JPEG or meta/train.txt
+            pipeline=train_pipeline)))

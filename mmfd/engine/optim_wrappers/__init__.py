@@ -1,3 +1,4 @@
-from .cpu_amp import CPUAutocastOptimWrapper, amp_wrapper_for_device
+from .cpu_amp import CPUAutocastOptimWrapper
+from .select import select_optim_wrapper
 
-__all__ = ['CPUAutocastOptimWrapper', 'amp_wrapper_for_device']
+__all__ = ['CPUAutocastOptimWrapper', 'select_optim_wrapper']

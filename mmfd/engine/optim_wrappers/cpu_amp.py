@@ -3,7 +3,8 @@
 mmengine's AmpOptimWrapper refuses to run without CUDA/NPU/MLU. On a CPU, bf16
 autocast needs no loss scaling, so a plain OptimWrapper inside
 ``torch.autocast('cpu', torch.bfloat16)`` is the whole of AMP there. tools/train.py
-and tools/benchmark_fd.py switch to it when AMP is asked for on a CPU.
+and tools/benchmark_fd.py switch to it when AMP is asked for on a CPU
+(:func:`mmfd.engine.optim_wrappers.select_optim_wrapper`).
 """
 from contextlib import contextmanager
 
@@ -26,11 +27,3 @@ class CPUAutocastOptimWrapper(OptimWrapper):
         with super().optim_context(model), torch.autocast('cpu', dtype=torch.bfloat16):
             yield
 
-
-def amp_wrapper_for_device(optim_wrapper_cfg):
-    """Rewrites an AmpOptimWrapper config for a machine without CUDA (in place)."""
-    if optim_wrapper_cfg.get('type') == 'AmpOptimWrapper' and not torch.cuda.is_available():
-        optim_wrapper_cfg['type'] = 'CPUAutocastOptimWrapper'
-        optim_wrapper_cfg['dtype'] = 'bfloat16'
-        optim_wrapper_cfg.pop('loss_scale', None)
-    return optim_wrapper_cfg

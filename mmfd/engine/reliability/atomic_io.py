@@ -132,7 +132,8 @@ def verify_checkpoint(path: str) -> Optional[str]:
         else:  # legacy (non-zip) serialization: a full load is the only check
             checkpoint = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as err:  # truncated zips, bad pickles, unsafe globals...
-        return f'{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ""}'.strip()
+        first_line = str(err).splitlines()[0] if str(err) else ''
+        return f'{type(err).__name__}: {first_line}'.strip()
     if not isinstance(checkpoint, dict) or not {'meta', 'state_dict'} <= set(checkpoint):
         return 'not an mmengine checkpoint (no "meta"/"state_dict")'
     return None

@@ -32,8 +32,8 @@ samplers keep mmengine's own skip.
 """
 import os.path as osp
 from collections import deque
-from typing import Optional
 
+from mmengine.dataset import InfiniteSampler
 from mmengine.dist import (all_gather_object, broadcast_object_list, get_dist_info,
                            is_main_process)
 from mmengine.fileio.backends.registry_utils import backends
@@ -42,14 +42,15 @@ from mmengine.registry import HOOKS
 from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
 
 from mmfd.utils.errors import CheckpointError
-from .atomic_io import (ATOMIC_BACKEND, AtomicLocalBackend, atomic_write, checkpoint_candidates,
-                        find_resumable_checkpoint, read_last_checkpoint,
-                        remove_stale_temp_files, verify_checkpoint)
+from .atomic_io import (ATOMIC_BACKEND, AtomicLocalBackend, atomic_write,
+                        checkpoint_candidates, find_resumable_checkpoint,
+                        read_last_checkpoint, remove_stale_temp_files, verify_checkpoint)
 from .data_position import (ResumedEpochLoader, ResumedInfiniteIterator,
                             install_position_sampler, warn)
 from .rng import get_rng_state, set_rng_state
 
 RNG_KEY = 'rng_states'
+SAMPLER_SEED_KEY = 'sampler_seed'
 LAST_GOOD_KEY = 'last_good_ckpt'
 
 
@@ -74,6 +75,7 @@ class AtomicCheckpointHook(CheckpointHook):
         self._pending_rng = None
         self._resume_state = None
         self._val_rng = None
+        self._sampler = None
 
     # ------------------------------------------------------------------ resume choice
     def _checkpoint_dir(self, runner) -> str:
@@ -115,16 +117,19 @@ class AtomicCheckpointHook(CheckpointHook):
             warn(f'Auto-resume: no complete checkpoint in {self._checkpoint_dir(runner)}; '
                  'training starts from scratch.')
         else:
+            note = f', {len(skipped)} newer broken one(s) skipped' if skipped else ''
             runner.logger.info(f'Auto-resume: resuming from {path} (newest complete '
-                               f'checkpoint{", after skipping " + str(len(skipped)) + " broken" if skipped else ""}).')
+                               f'checkpoint{note}).')
         return [path, None]
 
     def _alternatives(self, runner) -> str:
-        candidates = checkpoint_candidates(self._checkpoint_dir(runner), self.filename_tmpl)
-        path, _ = find_resumable_checkpoint(candidates)
+        directory = self._checkpoint_dir(runner)
+        path, _ = find_resumable_checkpoint(
+            checkpoint_candidates(directory, self.filename_tmpl))
         if path:
-            return f'The newest complete checkpoint is {path} (or use --resume with no path).'
-        return 'No complete checkpoint was found next to it.'
+            return (f'The newest complete checkpoint is {path} (--resume with no path '
+                    'picks it).')
+        return f'No complete checkpoint was found in {directory}.'
 
     # ------------------------------------------------------------------ saving
     def before_train(self, runner) -> None:
@@ -187,12 +192,16 @@ class AtomicCheckpointHook(CheckpointHook):
             checkpoint[RNG_KEY] = self._pending_rng
         elif get_dist_info()[1] == 1:  # a save outside this hook (e.g. best ckpt)
             checkpoint[RNG_KEY] = [get_rng_state()]
+        seed = getattr(self._sampler, 'seed', None)
+        if isinstance(seed, int):  # the same on every rank (mmengine syncs it)
+            checkpoint[SAMPLER_SEED_KEY] = seed
 
     # ------------------------------------------------------------------ exact resume
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         meta = checkpoint.get('meta', {})
         self._resume_state = dict(rng=checkpoint.get(RNG_KEY), iter=meta.get('iter'),
-                                  epoch=meta.get('epoch'))
+                                  epoch=meta.get('epoch'),
+                                  sampler_seed=checkpoint.get(SAMPLER_SEED_KEY))
 
     def _restore_rng_fn(self, runner):
         states = (self._resume_state or {}).get('rng')
@@ -220,6 +229,9 @@ class AtomicCheckpointHook(CheckpointHook):
                      'position is left to mmengine.')
                 self._restore_rng_fn(runner)()
             return
+        self._sampler = proxy.sampler
+        if resumed:
+            self._align_sampler_seed(proxy.sampler)
         if loader.num_workers > 0 and not proxy.tag_seeds and resumed:
             warn('Data augmentation in dataloader workers is not restored exactly: wrap '
                  "the train dataset in dict(type='RobustDataset', dataset=...) for "
@@ -227,10 +239,11 @@ class AtomicCheckpointHook(CheckpointHook):
         if isinstance(loop, IterBasedTrainLoop):
             if resumed:
                 loop.dataloader_iterator = ResumedInfiniteIterator(
-                    loop.dataloader_iterator, proxy, runner.iter, self._restore_rng_fn(runner))
-            elif loader.num_workers > 0:
-                # Workers started (and prefetched) when the loop was built, before the
-                # position sampler existed: restart them on top of it.
+                    loop.dataloader_iterator, proxy, runner.iter,
+                    self._restore_rng_fn(runner))
+            elif loader.num_workers > 0 and proxy.tag_seeds:
+                # Workers started (and prefetched untagged indices) when the loop was
+                # built, before the position sampler existed: restart them on top of it.
                 loop.dataloader_iterator._iterator = iter(loader)
         elif isinstance(loop, EpochBasedTrainLoop) and resumed:
             offset = runner.iter - runner.epoch * len(loader)
@@ -243,6 +256,19 @@ class AtomicCheckpointHook(CheckpointHook):
                      'epoch restarts from its first batch.')
         elif resumed:
             self._restore_rng_fn(runner)()
+
+    def _align_sampler_seed(self, sampler) -> None:
+        """With ``randomness.seed=None`` (or ``diff_rank_seed``) the sampler draws a
+        fresh shuffling seed at every start: give it back the checkpoint's."""
+        saved = (self._resume_state or {}).get('sampler_seed')
+        seed = getattr(sampler, 'seed', None)
+        if saved is None or seed is None or seed == saved:
+            return
+        warn(f'Sampler seed {seed} -> {saved} (the checkpoint\'s), so the data order '
+             'continues as before.')
+        sampler.seed = saved
+        if isinstance(sampler, InfiniteSampler):
+            sampler.indices = sampler._indices_of_rank()
 
     # ------------------------------------------------------------------ validation
     def before_val(self, runner) -> None:

@@ -1,8 +1,11 @@
 """Optimizer wrappers that refuse non-finite updates.
 
     optim_wrapper = dict(type='SafeOptimWrapper', max_consecutive_nonfinite=10,
-                         optimizer=dict(type='AdamW', lr=1e-3), clip_grad=dict(max_norm=3.0))
-    # mixed precision: type='SafeAmpOptimWrapper' (same arguments as AmpOptimWrapper)
+                         optimizer=dict(type='AdamW', lr=1e-3),
+                         clip_grad=dict(max_norm=3.0))
+    # mixed precision: type='SafeAmpOptimWrapper' (same arguments as AmpOptimWrapper);
+    # bf16 autocast on a CPU: 'SafeCPUAutocastOptimWrapper'. tools/train.py's --amp /
+    # --no-amp switch between them with base_type() / safe_type().
 
 Before every optimizer step the loss and the total gradient norm are checked. If
 either is NaN/inf the step is skipped (weights, optimizer moments and step counts
@@ -22,10 +25,11 @@ from typing import Optional
 
 import torch
 import torch.distributed as dist
-from mmengine.logging import MessageHub, print_log
+from mmengine.logging import print_log
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
 from mmengine.registry import OPTIM_WRAPPERS
 
+from mmfd.engine.optim_wrappers.cpu_amp import CPUAutocastOptimWrapper
 from mmfd.utils.errors import MMFDError
 
 CONSECUTIVE_KEY = 'nonfinite_consecutive'
@@ -90,7 +94,7 @@ class NonFiniteGuardMixin:
         return bool(ok.item())
 
     def _skip_step(self) -> None:
-        hub = MessageHub.get_current_instance()
+        hub = self.message_hub
         self.consecutive_nonfinite += 1
         skipped = int(hub.get_info(SKIPPED_KEY, 0)) + 1
         hub.update_info(SKIPPED_KEY, skipped)
@@ -114,16 +118,14 @@ class NonFiniteGuardMixin:
 
     def _mark_good_step(self) -> None:
         if self.consecutive_nonfinite:
-            MessageHub.get_current_instance().update_info(CONSECUTIVE_KEY, 0)
+            self.message_hub.update_info(CONSECUTIVE_KEY, 0)
         self.consecutive_nonfinite = 0
 
     def _reset_step_state(self) -> None:
         self._loss = self._grad_norm = None
 
 
-@OPTIM_WRAPPERS.register_module()
-class SafeOptimWrapper(NonFiniteGuardMixin, OptimWrapper):
-    """OptimWrapper that skips (and counts) steps with a NaN/inf loss or gradient."""
+class _SafeStepMixin(NonFiniteGuardMixin):
 
     def step(self, **kwargs) -> None:
         try:
@@ -136,6 +138,16 @@ class SafeOptimWrapper(NonFiniteGuardMixin, OptimWrapper):
                 self._skip_step()
         finally:
             self._reset_step_state()
+
+
+@OPTIM_WRAPPERS.register_module()
+class SafeOptimWrapper(_SafeStepMixin, OptimWrapper):
+    """OptimWrapper that skips (and counts) steps with a NaN/inf loss or gradient."""
+
+
+@OPTIM_WRAPPERS.register_module()
+class SafeCPUAutocastOptimWrapper(_SafeStepMixin, CPUAutocastOptimWrapper):
+    """CPUAutocastOptimWrapper (bf16 autocast on a CPU) with the non-finite guard."""
 
 
 @OPTIM_WRAPPERS.register_module()
@@ -159,3 +171,20 @@ class SafeAmpOptimWrapper(NonFiniteGuardMixin, AmpOptimWrapper):
                 self._skip_step()
         finally:
             self._reset_step_state()
+
+
+SAFE_PREFIX = 'Safe'
+GUARDED = ('OptimWrapper', 'AmpOptimWrapper', 'CPUAutocastOptimWrapper')
+
+
+def base_type(name: str) -> str:
+    """'SafeAmpOptimWrapper' -> 'AmpOptimWrapper' (other names unchanged)."""
+    if name.startswith(SAFE_PREFIX) and name[len(SAFE_PREFIX):] in GUARDED:
+        return name[len(SAFE_PREFIX):]
+    return name
+
+
+def safe_type(name: str) -> str:
+    """'AmpOptimWrapper' -> 'SafeAmpOptimWrapper' (names without a safe variant and
+    safe names unchanged)."""
+    return SAFE_PREFIX + name if name in GUARDED else name
