@@ -126,3 +126,19 @@ def test_loss_landscape_tool(files, tmp_path):
     with pytest.raises(ConfigError, match='labelled'):  # a classifier needs labels
         landscape.main([str(files['cls']), '--images', str(files['images']), '--out',
                         str(out), '--points', '3'])
+
+
+def test_load_model_uses_the_top_level_data_preprocessor(tmp_path):
+    """Configs in the mm convention declare data_preprocessor at top level."""
+    from mmengine.config import Config
+    from mmfd.diagnostics.loading import load_model
+    cfg = Config.fromfile('configs/fd/deit_vitb.py')
+    assert 'data_preprocessor' not in cfg.model
+    path = tmp_path / 'cfg.py'
+    cfg.model.teacher.update(checkpoint=None, allow_random_init=True)
+    cfg.dump(str(path))
+    loaded = load_model(str(path))
+    model = loaded[0] if isinstance(loaded, tuple) else loaded
+    pre = model.data_preprocessor
+    assert pre._enable_normalize
+    assert pre.mean.flatten().tolist() == pytest.approx([123.675, 116.28, 103.53])

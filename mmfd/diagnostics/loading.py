@@ -100,6 +100,10 @@ def load_model(spec: str, device='cpu',
     if 'model' not in cfg:
         raise ConfigError(f'{spec}: the config has no `model`.')
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    # As mmengine's Runner does: a top-level data_preprocessor (the mm convention,
+    # e.g. configs/_base_/datasets/imagenet_fd.py) belongs to the model.
+    if cfg.get('data_preprocessor') is not None:
+        cfg.model.setdefault('data_preprocessor', cfg.data_preprocessor)
     model = MODELS.build(cfg.model)
     if checkpoint is None and cfg.get('load_from'):
         checkpoint_path = cfg.load_from
