@@ -306,3 +306,28 @@ def test_builds_under_another_toolboxs_default_scope():
     with DefaultScope.overwrite_default_scope('mmdet'):
         model = build_fd(teacher=dict(patch_size=16))
     assert type(model.data_preprocessor).__name__ == 'SelfSupDataPreprocessor'
+
+
+@MODELS.register_module(force=True)
+class ToyConvStudent(nn.Module):
+    """A student mmfd knows nothing about: a strided conv feature map."""
+
+    def __init__(self, width=24, stride=16, tokens=False):
+        super().__init__()
+        self.conv = nn.Conv2d(3, width, stride, stride)
+        self.tokens = tokens
+
+    def forward(self, x):
+        out = self.conv(x)
+        return (out.flatten(2).transpose(1, 2) if self.tokens else out, )
+
+
+def test_other_students_are_measured_from_their_feature_map():
+    model = FeatureDistiller(backbone=dict(type='ToyConvStudent'),
+                             teacher=dict(type='ToyTeacher', patch_size=16),
+                             input_size=112)
+    assert model.student_grid == (7, 7) and model.head.proj.in_features == 24
+    assert model.loss(torch.randn(2, 3, 112, 112))['loss'].isfinite()
+    with pytest.raises(ConfigError, match='Cannot tell the token grid'):
+        FeatureDistiller(backbone=dict(type='ToyConvStudent', tokens=True),
+                         teacher=dict(type='ToyTeacher', patch_size=16), input_size=112)

@@ -126,11 +126,17 @@ class FeatureDistiller(BaseSelfSupervisor):
                     f'model.backbone.img_size={tuple(bb.img_size)} but '
                     f'model.input_size={self.input_size}: make them equal.')
             return tuple(bb.patch_resolution), bb.embed_dims, bb.cls_token is not None
-        # Unknown student: measure it once on a blank image (before any data).
+        # Another student: measure its feature map once on a blank image (before
+        # any data). A token output [B, N, C] does not say its grid, so it is refused.
         with torch.no_grad():
-            tokens, grid, has_cls = self._student_tokens(
-                torch.zeros(1, 3, *self.input_size))
-        return grid, tokens.shape[-1], has_cls
+            out = bb(torch.zeros(1, 3, *self.input_size))[-1]
+        if out.dim() != 4:
+            raise ConfigError(
+                f'Cannot tell the token grid of the student {type(bb).__name__}: it '
+                'must output a [B, C, h, w] feature map or, for token outputs, expose '
+                '`patch_resolution`, `embed_dims`, `img_size` and `cls_token` like '
+                "mmpretrain's ViTs.")
+        return tuple(out.shape[-2:]), out.shape[1], False
 
     def _teacher_input_size(self) -> Tuple[int, int]:
         t = self.teacher
