@@ -188,11 +188,7 @@ def run(args):
     with torch.no_grad():
         x_student = model.data_preprocessor(dict(inputs=pixels, data_samples=None),
                                             True)['inputs']
-        x_teacher = x_student * model._teacher_scale + model._teacher_shift \
-            if model.renormalise else x_student
-        if tuple(x_teacher.shape[-2:]) != model.teacher_input_size:
-            x_teacher = F.interpolate(x_teacher, size=model.teacher_input_size,
-                                      mode='bicubic', align_corners=False)
+        x_teacher = model.teacher_input(x_student)  # outside the floor's timed loop
     floor = Floor(model, optim_wrapper, args)
 
     def fd_step():

@@ -187,15 +187,20 @@ class FeatureDistiller(BaseSelfSupervisor):
         return self._student_tokens(inputs)[0]
 
     @torch.no_grad()
-    def compute_target(self, inputs: torch.Tensor) -> Tuple[torch.Tensor, bool]:
-        """Teacher tokens [B, N, C] on the student's grid, and whether CLS is first."""
+    def teacher_input(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The student's view re-normalised and resized for the teacher."""
         x = inputs
         if self.renormalise:
             x = x * self._teacher_scale + self._teacher_shift
         if tuple(x.shape[-2:]) != self.teacher_input_size:
             x = F.interpolate(x, size=self.teacher_input_size, mode='bicubic',
                               align_corners=False)
-        tokens, grid, has_cls = self.teacher(x)
+        return x
+
+    @torch.no_grad()
+    def compute_target(self, inputs: torch.Tensor) -> Tuple[torch.Tensor, bool]:
+        """Teacher tokens [B, N, C] on the student's grid, and whether CLS is first."""
+        tokens, grid, has_cls = self.teacher(self.teacher_input(inputs))
         if tuple(grid) != self.student_grid:
             tokens = _resize_token_map(tokens, grid, self.student_grid, has_cls)
         return tokens, has_cls
