@@ -40,15 +40,9 @@ def split_spec(spec: str) -> Tuple[str, str]:
 
 
 def read_checkpoint(path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f'checkpoint {path} does not exist.')
-    import mmfd  # noqa: F401  (safe globals for mmengine's own objects)
-    try:
-        return torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as error:
-        raise CheckpointError(f'{path} cannot be read with weights_only=True '
-                              f'({type(error).__name__}: {error}).') from error
+    # mmfd's one safe reader: weights_only / safetensors, clear errors.
+    from mmfd.checkpoint.io import load_checkpoint_file
+    return load_checkpoint_file(path)
 
 
 def config_of(config_path, checkpoint):
