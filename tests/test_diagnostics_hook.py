@@ -168,3 +168,25 @@ def test_hook_rejects_bad_options():
         DiagnosticsHook(targets=('pupil',))
     with pytest.raises(ConfigError, match='landscape'):
         DiagnosticsHook(landscape=dict(dims=2))
+
+
+@pytest.mark.parametrize('scope', ['mmpretrain', 'mmdet', 'mmseg'])
+def test_hook_resolves_from_every_toolbox_scope(scope, tmp_path):
+    """The hook as an mmdet / mmseg config names it: a bare type in custom_hooks,
+    built by that toolbox's own HOOKS registry under its default scope."""
+    import importlib
+
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+
+    from mmfd.engine.hooks import DiagnosticsHook
+    registry = importlib.import_module(f'{scope}.registry').HOOKS
+    cfg_file = tmp_path / f'{scope}_hooks.py'
+    cfg_file.write_text(
+        f"default_scope = '{scope}'\n"
+        "custom_imports = dict(imports=['mmfd'], allow_failed_imports=False)\n"
+        "custom_hooks = [dict(type='DiagnosticsHook', interval=2, num_images=4)]\n")
+    cfg = Config.fromfile(str(cfg_file))
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        hook = registry.build(cfg.custom_hooks[0])
+    assert isinstance(hook, DiagnosticsHook) and hook.interval == 2

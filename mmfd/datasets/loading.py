@@ -14,7 +14,7 @@ import mmcv
 import numpy as np
 from mmcv.transforms import LoadImageFromFile
 from mmengine import fileio
-from mmengine.registry import TRANSFORMS
+from mmfd.registry import TRANSFORMS
 
 from .errors import BadSampleError
 

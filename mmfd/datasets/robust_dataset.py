@@ -28,7 +28,7 @@ from typing import Optional
 
 import numpy as np
 from mmengine.logging import print_log
-from mmengine.registry import DATASETS
+from mmfd.registry import DATASETS
 
 from mmfd.engine.reliability.rng import sample_seed, seeded
 from .errors import BadSampleError, DataError

@@ -33,7 +33,7 @@ from typing import Optional, Sequence
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
-from mmpretrain.registry import HOOKS
+from mmfd.registry import HOOKS
 
 from mmfd.diagnostics import analysis
 from mmfd.diagnostics import plots

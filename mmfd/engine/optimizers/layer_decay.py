@@ -20,7 +20,7 @@ scope (mmpretrain, mmdet, mmseg) find ``constructor='LayerDecayOptimWrapperConst
 """
 from typing import Callable, Tuple
 
-from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
+from mmfd.registry import OPTIM_WRAPPER_CONSTRUCTORS
 from mmpretrain.engine.optimizers import LearningRateDecayOptimWrapperConstructor
 from torch import nn
 

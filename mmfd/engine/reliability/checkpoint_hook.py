@@ -38,7 +38,7 @@ from mmengine.dist import (all_gather_object, broadcast_object_list, get_dist_in
                            is_main_process)
 from mmengine.fileio.backends.registry_utils import backends
 from mmengine.hooks import CheckpointHook
-from mmengine.registry import HOOKS
+from mmfd.registry import HOOKS
 from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
 
 from mmfd.utils.errors import CheckpointError

@@ -27,7 +27,7 @@ import torch
 import torch.distributed as dist
 from mmengine.logging import print_log
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
-from mmengine.registry import OPTIM_WRAPPERS
+from mmfd.registry import OPTIM_WRAPPERS
 
 from mmfd.engine.optim_wrappers.cpu_amp import CPUAutocastOptimWrapper
 from mmfd.utils.errors import MMFDError

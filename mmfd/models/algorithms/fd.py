@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from mmengine.registry import DefaultScope
 from mmpretrain.models.backbones import SwinTransformer, SwinTransformerV2
 from mmpretrain.models.selfsup import BaseSelfSupervisor
-from mmpretrain.registry import MODELS
+from mmfd.registry import MODELS
 
 from mmfd.utils.errors import ConfigError
 

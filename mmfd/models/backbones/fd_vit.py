@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from mmengine.model.weight_init import trunc_normal_
 from mmpretrain.models.backbones import BEiTViT
 from mmpretrain.models.utils.attention import BEiTAttention
-from mmpretrain.registry import MODELS
+from mmfd.registry import MODELS
 
 from mmfd.models.utils.strict_pretrained import PRETRAINED_INITS
 from torch.utils.checkpoint import checkpoint

@@ -5,7 +5,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
-from mmpretrain.registry import MODELS
+from mmfd.registry import MODELS
 
 from mmfd.models.utils.strict_pretrained import PRETRAINED_INITS
 

@@ -16,7 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model import BaseModule
 from mmpretrain.models.utils.norm import LayerNorm2d
-from mmpretrain.registry import MODELS
+from mmfd.registry import MODELS
 from torch import Tensor
 
 

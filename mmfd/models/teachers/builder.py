@@ -15,7 +15,7 @@ import os
 from typing import Callable, Dict, Iterable, Optional, Tuple, Union
 
 import torch
-from mmpretrain.registry import MODELS
+from mmfd.registry import MODELS
 
 from mmfd.checkpoint.io import read_safetensors_metadata
 from mmfd.utils.errors import CheckpointError, ConfigError

@@ -15,7 +15,7 @@ from typing import Optional, Sequence, Tuple, Union
 
 import torch
 from mmengine.logging import print_log
-from mmpretrain.registry import MODELS
+from mmfd.registry import MODELS
 
 from mmfd.checkpoint.io import (is_torchscript_archive, load_checkpoint_file,
                                 load_state_dict_strict, unwrap_state_dict)

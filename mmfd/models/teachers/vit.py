@@ -9,7 +9,7 @@ checkpoints; the teacher entry wins over the student one), ``state_dict``.
 from typing import Optional, Sequence, Union
 
 import torch
-from mmpretrain.registry import MODELS
+from mmfd.registry import MODELS
 
 from mmfd.checkpoint.io import load_checkpoint_file, load_state_dict_strict, unwrap_state_dict
 from mmfd.checkpoint.teacher_formats import check_family

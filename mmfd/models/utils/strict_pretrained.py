@@ -37,7 +37,7 @@ import torch
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import update_init_info
-from mmengine.registry import WEIGHT_INITIALIZERS
+from mmfd.registry import WEIGHT_INITIALIZERS
 from torch import nn
 
 from mmfd.checkpoint.io import load_checkpoint_file
