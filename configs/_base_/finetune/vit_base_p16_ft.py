@@ -18,6 +18,11 @@ model = dict(
         layer_scale_init_value=0.1,
         bias='qv_bias',
         final_norm=False,
+        # One drop path per residual branch, as the release: without this,
+        # mmpretrain's BEiT layer drops the MLP branch twice (its FFN's own
+        # DropPath, then the layer's). ffn_cfg REPLACES BEiT's default
+        # dict(add_identity=False), so add_identity=False is repeated.
+        layer_cfgs=dict(ffn_cfg=dict(add_identity=False, dropout_layer=None)),
         out_type='avg_featmap',
         init_cfg=dict(
             type='StrictPretrained',

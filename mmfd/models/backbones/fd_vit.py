@@ -1,8 +1,14 @@
 """The FD ViT student: mmpretrain's BEiTViT configured as in the FD release.
 
 Everything architectural comes from ``BEiTViT``; this file adds only what it lacks:
-  * the release's initialisation (truncated normal cut at one std, attention-out and
-    fc2 weights divided by sqrt(2 * layer index));
+  * drop path applied ONCE per residual branch. mmpretrain 1.2's BEiT layer builds
+    its FFN with ``dropout_layer=DropPath(p)`` (which mmcv's FFN applies even with
+    ``add_identity=False``) and then applies ``layer.drop_path`` again, so the MLP
+    branch is dropped with probability 1-(1-p)^2 (0.51 at p=0.3). FDViT removes the
+    FFN's own drop path; the layer's ``drop_path`` stays, as in the release;
+  * the release's initialisation (truncated normal cut at one std on every Linear
+    and the patch-embedding conv, zero biases, attention-out and fc2 weights
+    divided by sqrt(2 * layer index));
   * fused scaled-dot-product attention with the shared relative position bias passed
     as an additive attention bias (the explicit softmax path stays available, and is
     what attention diagnostics switch to, see ``FDAttention.fused``);
@@ -19,6 +25,7 @@ from mmpretrain.models.utils.attention import BEiTAttention
 from mmfd.registry import MODELS
 
 from mmfd.models.utils.strict_pretrained import PRETRAINED_INITS
+from mmfd.utils.errors import ConfigError
 from torch.utils.checkpoint import checkpoint
 
 
@@ -60,14 +67,30 @@ class FDAttention(BEiTAttention):
         return self.proj_drop(self.proj(x))
 
 
+def single_drop_path(layer) -> None:
+    """Leaves one drop path on the MLP branch of a BEiT layer: the layer's own.
+
+    mmcv's ``FFN`` applies its ``dropout_layer`` to the branch output even when it
+    does not add the identity, and BEiT's layer drops the same branch again.
+    DropPath has no parameters, so checkpoints are unaffected.
+    """
+    if layer.ffn.add_identity:
+        raise ConfigError(
+            'FDViT: a layer_cfgs.ffn_cfg without add_identity=False makes the FFN add '
+            'its input back inside the residual branch. Passing ffn_cfg replaces '
+            "BEiT's default dict(add_identity=False): repeat add_identity=False.")
+    layer.ffn.dropout_layer = torch.nn.Identity()
+
+
 @MODELS.register_module()
 class FDViT(BEiTViT):
     """ViT student of Feature Distillation (BEiTViT with the release's defaults).
 
-    Defaults follow ../shared/FD_METHOD.md: no absolute position embedding, one
-    relative position bias table shared by all blocks (with BEiT's 3 CLS entries),
-    CLS token, layer scale 0.1, q/v biases only, LayerNorm eps 1e-6, final norm over
-    all tokens, raw token output [B, 1 + h*w, C].
+    Defaults follow the FD release (see docs/method.md): no absolute position
+    embedding, one relative position bias table shared by all blocks (with BEiT's 3
+    CLS entries), CLS token, layer scale 0.1, q/v biases only, LayerNorm eps 1e-6,
+    final norm over all tokens, raw token output [B, 1 + h*w, C], and one drop path
+    per residual branch.
 
     Args:
         with_cp (bool): gradient checkpointing of every block (saves activation
@@ -111,6 +134,7 @@ class FDViT(BEiTViT):
         for layer in self.layers:
             # Swap in the fused forward; FDAttention adds no parameters or buffers.
             layer.attn.__class__ = FDAttention
+            single_drop_path(layer)
 
     def init_weights(self):
         super().init_weights()
@@ -126,6 +150,10 @@ class FDViT(BEiTViT):
             elif isinstance(module, torch.nn.LayerNorm):
                 torch.nn.init.ones_(module.weight)
                 torch.nn.init.zeros_(module.bias)
+            elif isinstance(module, torch.nn.Conv2d):  # the patch embedding
+                trunc_normal_(module.weight, std=.02, a=-.02, b=.02)
+                if module.bias is not None:
+                    torch.nn.init.zeros_(module.bias)
         if self.cls_token is not None:
             trunc_normal_(self.cls_token, std=.02, a=-.02, b=.02)
         # ... then residual-branch outputs scaled down with depth (fix_init_weight).

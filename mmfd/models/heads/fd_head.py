@@ -1,10 +1,9 @@
 """The FD head: 1x1 projection of the student tokens, whitened teacher target,
-Smooth-L1 (beta 2.0) averaged over every element (../shared/FD_METHOD.md)."""
+Smooth-L1 (beta 2.0) averaged over every element (docs/method.md)."""
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model import BaseModule
-from mmengine.model.weight_init import trunc_normal_
 from mmfd.registry import MODELS
 
 from mmfd.models.utils.strict_pretrained import PRETRAINED_INITS
@@ -41,8 +40,9 @@ class FDHead(BaseModule):
     def init_weights(self):
         super().init_weights()
         if not (isinstance(self.init_cfg, dict) and self.init_cfg.get('type') in PRETRAINED_INITS):
-            trunc_normal_(self.proj.weight, std=.02, a=-.02, b=.02)
-            nn.init.zeros_(self.proj.bias)
+            # The release's Conv1d keeps PyTorch's default init, which is nn.Linear's
+            # too (kaiming-uniform weight, uniform bias, both +-1/sqrt(fan_in)).
+            self.proj.reset_parameters()
 
     def forward(self, student_tokens: torch.Tensor) -> torch.Tensor:
         return self.proj(student_tokens)
