@@ -167,7 +167,7 @@ def test_mmdet_swin_mask_rcnn_fpn_trains_and_evaluates_coco(fd_swin, tmp_path):
     run_train_tool(cfg, tmp_path / 'tiny_mask_rcnn_swin.py')
     for key in ('coco/bbox_mAP', 'coco/segm_mAP'):
         assert is_finite_number(last_metric(tmp_path / 'work', key)), key
-    log = assert_strict_load_logged(tmp_path / 'work', 'SwinTransformerV2')
+    log = assert_strict_load_logged(tmp_path / 'work', 'FDSwinTransformerV2')
     assert 'missing keys (left as initialised) (6): norm0.weight' in log
 
 
@@ -224,4 +224,4 @@ def test_mmseg_swin_upernet_trains_and_evaluates_miou(fd_swin, tmp_path):
 
     run_train_tool(cfg, tmp_path / 'tiny_upernet_swin.py')
     assert is_finite_number(last_metric(tmp_path / 'work', 'mIoU'))
-    assert_strict_load_logged(tmp_path / 'work', 'SwinTransformerV2')
+    assert_strict_load_logged(tmp_path / 'work', 'FDSwinTransformerV2')

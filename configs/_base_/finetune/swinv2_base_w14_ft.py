@@ -4,7 +4,8 @@
 model = dict(
     type='ImageClassifier',
     backbone=dict(
-        type='SwinTransformerV2',
+        # SwinTransformerV2 with drop path after the post-norm, as the release.
+        type='FDSwinTransformerV2',
         arch='base',
         img_size=224,
         window_size=[14, 14, 14, 7],
@@ -20,7 +21,9 @@ model = dict(
         num_classes=1000,
         in_channels=1024,
         loss=dict(type='LabelSmoothLoss', label_smooth_val=0.1, mode='original'),
-        init_cfg=[dict(type='TruncNormal', layer='Linear', std=2e-5)]),
+        # The release's SwinV2 fine-tune head: trunc-normal std 0.02 (its ViT
+        # fine-tune scales the head by 0.001; its Swin one does not).
+        init_cfg=[dict(type='TruncNormal', layer='Linear', std=0.02)]),
     train_cfg=dict(augments=[
         dict(type='Mixup', alpha=0.8),
         dict(type='CutMix', alpha=1.0),

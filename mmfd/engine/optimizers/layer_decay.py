@@ -22,6 +22,7 @@ from typing import Callable, Tuple
 
 from mmfd.registry import OPTIM_WRAPPER_CONSTRUCTORS
 from mmpretrain.engine.optimizers import LearningRateDecayOptimWrapperConstructor
+from mmpretrain.models.backbones import SwinTransformerV2
 from torch import nn
 
 from mmfd.utils.errors import ConfigError
@@ -53,8 +54,9 @@ def swin_v2_layer_depth(backbone: nn.Module, param_name: str,
     return num_layers - 1, num_layers
 
 
-# Backbones without their own get_layer_depth, by class name.
-LAYER_DEPTH_FALLBACKS = {'SwinTransformerV2': swin_v2_layer_depth}
+# Backbones without their own get_layer_depth (subclasses included, e.g. mmfd's
+# FDSwinTransformerV2).
+LAYER_DEPTH_FALLBACKS = {SwinTransformerV2: swin_v2_layer_depth}
 
 
 def get_layer_depth_fn(model: nn.Module) -> Callable[[str], Tuple[int, int]]:
@@ -64,7 +66,8 @@ def get_layer_depth_fn(model: nn.Module) -> Callable[[str], Tuple[int, int]]:
         method = getattr(backbone, 'get_layer_depth', None)
         if method is not None:
             return lambda name: method(name, 'backbone.')
-        fallback = LAYER_DEPTH_FALLBACKS.get(type(backbone).__name__)
+        fallback = next((fn for cls, fn in LAYER_DEPTH_FALLBACKS.items()
+                         if isinstance(backbone, cls)), None)
         if fallback is not None:
             return lambda name: fallback(backbone, name, 'backbone.')
         raise ConfigError(
