@@ -60,6 +60,12 @@ def test_unwrap_prefers_teacher_and_strips_prefixes():
             'teacher': {'module.backbone.w': t, 'module.head.last_layer.weight': h}}
     out = unwrap_state_dict(ckpt, select_prefix='backbone.')
     assert list(out) == ['w'] and out['w'] is t
+    assert unwrap_state_dict(ckpt, select_prefix='backbone.', entry='student')['w'] is s
+    # a file holding one of the two networks: that one, unless the other is required
+    only_student = {'student': ckpt['student']}
+    assert unwrap_state_dict(only_student, select_prefix='backbone.')['w'] is s
+    with pytest.raises(CheckpointError, match="holds only \\['student'\\]"):
+        unwrap_state_dict(only_student, entry='teacher', strict_entry=True)
     # without any key under the selected prefix the dict is kept whole
     assert set(unwrap_state_dict({'model': {'w': t, 'head.weight': h}},
                                  select_prefix='backbone.')) == {'w', 'head.weight'}

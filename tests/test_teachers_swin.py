@@ -5,7 +5,7 @@ import torch
 import mmfd  # noqa: F401
 from mmfd.checkpoint import swin_official_to_timm
 from mmfd.models.teachers import EsViTTeacher, SwinTeacher
-from mmfd.utils.errors import CheckpointError
+from mmfd.utils.errors import CheckpointError, ConfigError
 from teacher_fixtures import (SWIN_IMG, TINY_SWIN, TOL, build_timm_swin, images, max_diff,
                               official_swin_state)
 
@@ -48,26 +48,61 @@ def test_converter_matches_timm_filter():
     assert all(torch.equal(ours[k], timms[k]) for k in ours)
 
 
-def test_esvit_large_window_nested_teacher(tmp_path):
-    # window 8 at 128 px has EsViT's (window 14 at 224) structure: 4x4 and 2x2 windows,
-    # one unshifted window in stage 3, a window clipped to the 4x4 map in stage 4
-    model = build_timm_swin(window=8)
-    official = official_swin_state(model)
-    teacher_entry = {f'backbone.{k}': v for k, v in official.items()}
-    teacher_entry['head.mlp.0.weight'] = torch.zeros(4, 128)  # EsViT view-level head
-    teacher_entry['head_dense.mlp.0.weight'] = torch.zeros(4, 128)  # region-level head
-    student_entry = {k: v + 1 for k, v in teacher_entry.items()}
-    path = tmp_path / 'esvit_checkpoint.pth'
-    torch.save({'student': student_entry, 'teacher': teacher_entry, 'epoch': 300}, path)
+def _esvit_training_file(tmp_path, official, entries=('student', 'teacher')):
+    """EsViT's training checkpoint: `student` and `teacher` networks with
+    `backbone.` prefixes and view-/region-level heads. The teacher entry is
+    offset by +1 so that a test can tell which entry was loaded."""
+    net = {f'backbone.{k}': v for k, v in official.items()}
+    net['head.mlp.0.weight'] = torch.zeros(4, 128)  # EsViT view-level head
+    net['head_dense.mlp.0.weight'] = torch.zeros(4, 128)  # region-level head
+    nets = dict(student=net, teacher={k: v + 1 for k, v in net.items()})
+    path = tmp_path / f'esvit_{"_".join(entries)}.pth'
+    torch.save(dict({e: nets[e] for e in entries}, epoch=300), path)
+    return str(path)
 
-    teacher = EsViTTeacher(arch=dict(TINY_SWIN, window_size=8), img_size=SWIN_IMG,
-                           checkpoint=str(path))
+
+def test_esvit_loads_the_student_entry_like_the_release(tmp_path):
+    # window 8 at 128 px has EsViT's (window 14 at 224) structure: 4x4 and 2x2 windows,
+    # one unshifted window in stage 3, a window clipped to the 4x4 map in stage 4.
+    # The release distils from the `student` entry of the EsViT file.
+    model = build_timm_swin(window=8)
+    path = _esvit_training_file(tmp_path, official_swin_state(model))
+    arch = dict(TINY_SWIN, window_size=8)
     x = images(SWIN_IMG, batch=1)
     with torch.no_grad():
         reference = model.forward_features(x).flatten(1, 2)
+
+    teacher = EsViTTeacher(arch=arch, img_size=SWIN_IMG, checkpoint=path)
     assert max_diff(teacher(x).tokens, reference) <= TOL
     assert teacher.model.layers[3].blocks[0].attn.window_size == (4, 4)  # clipped as EsViT
     assert teacher.model.layers[2].blocks[1].shift_size == (0, 0)
+
+    # entry='teacher' loads the EMA network instead (the +1 offset shows)
+    ema = EsViTTeacher(arch=arch, img_size=SWIN_IMG, checkpoint=path, entry='teacher')
+    assert torch.equal(ema.model.patch_embed.proj.weight,
+                       teacher.model.patch_embed.proj.weight + 1)
+
+
+def test_esvit_file_with_only_a_student_entry_is_accepted(tmp_path):
+    model = build_timm_swin(window=8)
+    path = _esvit_training_file(tmp_path, official_swin_state(model), entries=('student',))
+    teacher = EsViTTeacher(arch=dict(TINY_SWIN, window_size=8), img_size=SWIN_IMG,
+                           checkpoint=path)
+    x = images(SWIN_IMG, batch=1)
+    with torch.no_grad():
+        assert max_diff(teacher(x).tokens, model.forward_features(x).flatten(1, 2)) <= TOL
+
+
+def test_esvit_explicit_entry_must_exist(tmp_path):
+    path = _esvit_training_file(tmp_path, official_swin_state(build_timm_swin(window=8)),
+                                entries=('student',))
+    with pytest.raises(CheckpointError, match="entry='teacher' was asked for") as info:
+        EsViTTeacher(arch=dict(TINY_SWIN, window_size=8), img_size=SWIN_IMG,
+                     checkpoint=path, entry='teacher')
+    assert path in str(info.value) and "entry='student'" in str(info.value)
+    with pytest.raises(ConfigError, match='not one of'):
+        EsViTTeacher(arch=dict(TINY_SWIN, window_size=8), img_size=SWIN_IMG,
+                     checkpoint=path, entry='ema')
 
 
 def test_window_mismatch_is_a_shape_error(tmp_path):

@@ -27,9 +27,12 @@ from mmfd.utils.errors import CheckpointError
 
 StateDict = Dict[str, torch.Tensor]
 
-# Where checkpoints nest their weights, most preferred first. DINO/EsViT files hold
-# both 'student' and 'teacher': the teacher (EMA) weights are the released ones.
-NESTING_KEYS = ('teacher', 'state_dict', 'model', 'module')
+# Where checkpoints nest their weights, most preferred first.
+NESTING_KEYS = ('state_dict', 'model', 'module')
+# Self-distillation training files (DINO, EsViT) hold two networks side by side.
+# Which one a teacher loads is its ``entry`` option: the FD release distils from
+# EsViT's 'student' entry; DINO's official files are the EMA 'teacher'.
+ENTRY_KEYS = ('teacher', 'student')
 MAX_LISTED = 10
 
 # Plain-data classes some official files pickle next to their tensors (DINO/DeiT
@@ -150,15 +153,38 @@ def _is_flat_state_dict(obj) -> bool:
             and all(isinstance(v, torch.Tensor) for v in obj.values()))
 
 
+def _pick_entry(obj: dict, entry: str, strict: bool, source: str) -> Optional[str]:
+    """Which of the 'teacher' / 'student' entries of ``obj`` to descend into."""
+    present = [k for k in ENTRY_KEYS if isinstance(obj.get(k), dict)]
+    if not present:
+        return None
+    if entry in present:
+        chosen = entry
+    elif strict:
+        raise CheckpointError(
+            f'{source}: entry={entry!r} was asked for, but the file holds only '
+            f'{present}. Set the teacher option entry={present[0]!r} to load it.')
+    else:
+        chosen = present[0]
+    from mmengine.logging import print_log
+    print_log(f'{source}: loading the {chosen!r} entry (the file holds {present}).',
+              logger='current')
+    return chosen
+
+
 def unwrap_state_dict(obj: dict,
                       source: str = 'checkpoint',
                       nesting_keys: Sequence[str] = NESTING_KEYS,
                       strip_prefixes: Sequence[str] = ('module.', ),
-                      select_prefix: Optional[str] = None) -> StateDict:
+                      select_prefix: Optional[str] = None,
+                      entry: str = 'teacher',
+                      strict_entry: bool = False) -> StateDict:
     """Finds the flat ``{name: tensor}`` dict inside a checkpoint.
 
-    1. Descends into the first of ``nesting_keys`` present until the dict holds
-       only tensors (``teacher`` wins over ``student`` for DINO/EsViT files).
+    1. Descends until the dict holds only tensors: into the ``entry`` network
+       ('teacher' or 'student') of a self-distillation file that holds them (the
+       other one when only that exists, unless ``strict_entry``; the choice is
+       logged), else into the first of ``nesting_keys`` present.
     2. Removes each of ``strip_prefixes`` from the keys that carry it (DDP's
        ``module.``).
     3. If ``select_prefix`` (e.g. ``'backbone.'``) starts any key, keeps only those
@@ -172,12 +198,14 @@ def unwrap_state_dict(obj: dict,
             raise CheckpointError(
                 f'{source}: expected a dict of tensors under {"/".join(path) or "the top level"}, '
                 f'found {type(obj).__name__}.')
-        key = next((k for k in nesting_keys if isinstance(obj.get(k), dict)), None)
+        key = _pick_entry(obj, entry, strict_entry, source) or next(
+            (k for k in nesting_keys if isinstance(obj.get(k), dict)), None)
         if key is None:
             tensors = [k for k, v in obj.items() if isinstance(v, torch.Tensor)]
             raise CheckpointError(
                 f'{source}: cannot find the weights. Top-level keys: {_fmt_keys(sorted(obj))}; '
-                f'expected a flat dict of tensors or one nested under {list(nesting_keys)}'
+                f'expected a flat dict of tensors or one nested under '
+                f'{list(ENTRY_KEYS) + list(nesting_keys)}'
                 + (f' (non-tensor values next to tensors {_fmt_keys(tensors)})' if tensors else '')
                 + '.')
         path.append(key)

@@ -17,7 +17,7 @@ from typing import Callable, Dict, Iterable, Optional, Tuple, Union
 import torch
 from mmfd.registry import MODELS
 
-from mmfd.checkpoint.io import read_safetensors_metadata
+from mmfd.checkpoint.io import ENTRY_KEYS, read_safetensors_metadata
 from mmfd.utils.errors import CheckpointError, ConfigError
 
 METADATA_KEY = 'mmfd_teacher'
@@ -45,6 +45,15 @@ def require_checkpoint(checkpoint, allow_random_init: bool, teacher: str) -> boo
             f'{teacher} needs checkpoint=<local file>: a teacher with random weights '
             'distils noise. Pass allow_random_init=True only for tests.')
     return False
+
+
+def check_entry(entry: Optional[str], default: str) -> Tuple[str, bool]:
+    """(entry to load, whether it is required) from a teacher's ``entry`` option."""
+    if entry is None:
+        return default, False
+    if entry not in ENTRY_KEYS:
+        raise ConfigError(f'entry={entry!r} is not one of {list(ENTRY_KEYS)}.')
+    return entry, True
 
 
 def check_input_size(images: torch.Tensor, img_size: Tuple[int, int], teacher: str) -> None:

@@ -15,7 +15,7 @@ from mmfd.checkpoint.io import load_checkpoint_file, load_state_dict_strict, unw
 from mmfd.checkpoint.teacher_formats import check_family, swin_official_to_timm
 from mmfd.utils.errors import ConfigError
 from .base import IMAGENET_MEAN, IMAGENET_STD, BaseTeacher
-from .builder import (check_input_size, lookup_arch, merge_converted_options,
+from .builder import (check_entry, check_input_size, lookup_arch, merge_converted_options,
                       require_checkpoint, unused_keys)
 
 _SWIN_B = dict(embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32))
@@ -73,11 +73,17 @@ class SwinTeacher(BaseTeacher):
             ViT/16 students). No norm is applied at stage 3: the checkpoint has no
             norm trained for that width, and the FD head whitens the target anyway.
         mean, std (sequence, optional): ImageNet's by default (EsViT's training).
+        entry (str, optional): for EsViT training files (``teacher`` and
+            ``student`` entries), which network to load. Default ``'student'``:
+            the FD release distils from EsViT's student entry, not the EMA
+            teacher. When set explicitly, a file without that entry is an error.
+            The loaded entry is logged.
         allow_random_init (bool): build without a checkpoint (tests only).
 
     Output: ``[B, h*w, C]`` tokens, row-major over the grid, no CLS token.
     """
     family = 'swin'
+    default_entry = 'student'
     default_arch = 'swin_base'
 
     def __init__(self,
@@ -89,8 +95,10 @@ class SwinTeacher(BaseTeacher):
                  mean: Optional[Sequence[float]] = None,
                  std: Optional[Sequence[float]] = None,
                  allow_random_init: bool = False,
+                 entry: Optional[str] = None,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
+        self.entry, self.strict_entry = check_entry(entry, self.default_entry)
         from timm.models.swin_transformer import SwinTransformer
         options = merge_converted_options(
             checkpoint, self.family, dict(arch=arch, window_size=window_size,
@@ -132,7 +140,8 @@ class SwinTeacher(BaseTeacher):
 
     def load_checkpoint(self, checkpoint: str) -> None:
         state_dict = unwrap_state_dict(
-            load_checkpoint_file(checkpoint), source=checkpoint, select_prefix='backbone.')
+            load_checkpoint_file(checkpoint), source=checkpoint, select_prefix='backbone.',
+            entry=self.entry, strict_entry=self.strict_entry)
         check_family(state_dict, self.family, checkpoint)
         state_dict = swin_official_to_timm(state_dict)
         load_state_dict_strict(self.model, state_dict, checkpoint, ignore=SWIN_UNUSED_KEYS)

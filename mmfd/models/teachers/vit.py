@@ -4,7 +4,8 @@ The official files use timm's key names (``cls_token``, ``pos_embed``,
 ``patch_embed.proj.*``, ``blocks.N.*``, ``norm.*``), so timm's module loads them
 without renaming. Accepted nestings: a flat dict (DINO backbone files), ``model``
 (DeiT), ``teacher`` with ``backbone.`` / ``module.`` prefixes (DINO full
-checkpoints; the teacher entry wins over the student one), ``state_dict``.
+checkpoints; the ``entry`` option picks the network, 'teacher' by default),
+``state_dict``.
 """
 from typing import Optional, Sequence, Union
 
@@ -15,7 +16,7 @@ from mmfd.checkpoint.io import load_checkpoint_file, load_state_dict_strict, unw
 from mmfd.checkpoint.teacher_formats import check_family
 from mmfd.utils.errors import CheckpointError, ConfigError
 from .base import IMAGENET_MEAN, IMAGENET_STD, BaseTeacher
-from .builder import (check_input_size, lookup_arch, merge_converted_options,
+from .builder import (check_entry, check_input_size, lookup_arch, merge_converted_options,
                       require_checkpoint, unused_keys)
 
 VIT_ARCHS = {
@@ -81,6 +82,11 @@ class ViTTeacher(BaseTeacher):
             other sizes raise a ConfigError.
         mean, std (sequence, optional): input statistics (0-255 scale); ImageNet's
             by default, which DINO and DeiT were trained with.
+        entry (str, optional): for training files that hold two networks (DINO's
+            ``*_full_checkpoint.pth``: ``teacher`` and ``student``), which one to
+            load. Default ``'teacher'`` (the EMA network, what DINO's official
+            backbone files hold); when set explicitly, a file without that entry
+            is an error. The loaded entry is logged.
         allow_random_init (bool): build without a checkpoint (tests only).
 
     Output: ``[B, 1 + h*w, C]`` tokens after the final ``norm`` (LayerNorm eps
@@ -88,6 +94,7 @@ class ViTTeacher(BaseTeacher):
     ``fc``, DINO's projection head) are dropped on purpose.
     """
     family = 'vit'
+    default_entry = 'teacher'
     default_arch = 'vit_base_patch16'
 
     def __init__(self,
@@ -98,8 +105,10 @@ class ViTTeacher(BaseTeacher):
                  mean: Optional[Sequence[float]] = None,
                  std: Optional[Sequence[float]] = None,
                  allow_random_init: bool = False,
+                 entry: Optional[str] = None,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
+        self.entry, self.strict_entry = check_entry(entry, self.default_entry)
         from timm.models.vision_transformer import VisionTransformer
         options = merge_converted_options(
             checkpoint, self.family, dict(arch=arch, img_size=img_size, mean=mean, std=std),
@@ -132,7 +141,8 @@ class ViTTeacher(BaseTeacher):
 
     def load_checkpoint(self, checkpoint: str) -> None:
         state_dict = unwrap_state_dict(
-            load_checkpoint_file(checkpoint), source=checkpoint, select_prefix='backbone.')
+            load_checkpoint_file(checkpoint), source=checkpoint, select_prefix='backbone.',
+            entry=self.entry, strict_entry=self.strict_entry)
         check_family(state_dict, self.family, checkpoint)
         self._fit_pos_embed(state_dict, checkpoint)
         load_state_dict_strict(self.model, state_dict, checkpoint, ignore=VIT_UNUSED_KEYS)
