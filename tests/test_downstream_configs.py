@@ -1,5 +1,5 @@
 """The shipped downstream configs carry the release's fine-tuning recipe
-(../shared/FD_METHOD.md) and load their backbone strictly. Parse-only: fast."""
+(docs/method.md) and load their backbone strictly. Parse-only: fast."""
 from pathlib import Path
 
 import pytest
@@ -7,6 +7,8 @@ from mmengine.config import Config
 
 REPO = Path(__file__).resolve().parents[1]
 MODULES = {'mmfd', 'mmfd.models.utils', 'mmfd.models.necks', 'mmfd.engine.optimizers'}
+# BEiT layers with one drop path per branch (docs/method.md)
+SINGLE_DROP_PATH = dict(ffn_cfg=dict(add_identity=False, dropout_layer=None))
 
 # config: (drop path, lr per 512, layer decay, epochs, warm-up epochs, warm-up from)
 FINETUNE = {
@@ -31,6 +33,9 @@ def test_finetune_recipe(name):
     if backbone.type == 'BEiTViT':
         assert backbone.use_rel_pos_bias and not backbone.use_shared_rel_pos_bias
         assert backbone.out_type == 'avg_featmap' and not backbone.final_norm
+        assert backbone.layer_cfgs == SINGLE_DROP_PATH
+    else:   # SwinV2 with drop path after the post-norm
+        assert backbone.type == 'FDSwinTransformerV2'
     optim = cfg.optim_wrapper
     assert optim.optimizer.type == 'AdamW' and optim.optimizer.lr == lr
     assert optim.optimizer.weight_decay == 0.05
@@ -39,11 +44,15 @@ def test_finetune_recipe(name):
     assert cfg.auto_scale_lr == dict(base_batch_size=512, enable=True)
     warm, cosine = cfg.param_scheduler
     assert warm.end == warmup and cosine.begin == warmup and cosine.end == epochs
+    # warm-up start and minimum are ratios of the lr: they follow auto_scale_lr
     assert warm.start_factor * lr == pytest.approx(warmup_from)
-    assert cosine.eta_min == warmup_from
+    assert cosine.eta_min_ratio * lr == pytest.approx(warmup_from)
+    assert 'eta_min' not in cosine
     assert cfg.train_cfg.max_epochs == epochs
     head = cfg.model.head
-    assert head.loss.label_smooth_val == 0.1 and head.init_cfg[0].std == 2e-5
+    # the release's heads: std 0.02 x 0.001 for the ViT, 0.02 for SwinV2
+    assert head.loss.label_smooth_val == 0.1
+    assert head.init_cfg[0].std == (2e-5 if backbone.type == 'BEiTViT' else 0.02)
     assert [a['alpha'] for a in cfg.model.train_cfg.augments] == [0.8, 1.0]
     ops = {t['type']: t for t in cfg.train_dataloader.dataset.pipeline}
     assert ops['RandAugment']['magnitude_level'] == 9
@@ -67,6 +76,10 @@ def test_detection_segmentation_configs(path):
     assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
     assert cfg.optim_wrapper.constructor == 'LayerDecayOptimWrapperConstructor'
     assert 0 < cfg.optim_wrapper.paramwise_cfg.layer_decay_rate < 1
+    if backbone.type == 'mmpretrain.BEiTViT':
+        assert backbone.layer_cfgs == SINGLE_DROP_PATH
+    else:
+        assert backbone.type == 'mmpretrain.FDSwinTransformerV2'
     if backbone.type == 'mmpretrain.BEiTViT':
         assert backbone.use_rel_pos_bias and backbone.out_type == 'featmap'
         # the converter's --img-size must match the fixed input size

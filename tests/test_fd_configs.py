@@ -42,11 +42,12 @@ def test_config_follows_the_release(name):
     assert cfg.auto_scale_lr == dict(base_batch_size=512, enable=True)
     assert cfg.train_cfg.max_epochs == 300
     warmup, cosine = cfg.param_scheduler
-    at_2048 = lr * 2048 / 512
     swin = name.startswith('esvit')
     assert warmup.end == 10 and warmup.convert_to_iter_based
-    assert warmup.start_factor * at_2048 == pytest.approx(1e-6 if swin else 5e-7)
-    assert cosine.eta_min == (1e-5 if swin else 5e-6) and cosine.convert_to_iter_based
+    # per 512 images, as ratios of the base lr: they scale with the batch like it
+    assert warmup.start_factor * lr == pytest.approx(1e-6 if swin else 5e-7)
+    assert cosine.eta_min_ratio * lr == pytest.approx(1e-5 if swin else 5e-6)
+    assert 'eta_min' not in cosine and cosine.convert_to_iter_based
     crop = cfg.train_pipeline[1]
     assert crop.type == 'RandomResizedCrop' and crop.crop_ratio_range == (0.08, 1.0)
     assert crop.interpolation == 'bilinear'

@@ -12,9 +12,9 @@ train_pipeline = [
 train_dataloader = dict(dataset=dict(dataset=dict(pipeline=train_pipeline)))
 max_epochs = 100
 param_scheduler = [
-    dict(type='LinearLR', start_factor=5e-7 / 1.2e-3, by_epoch=True, begin=0, end=10,
+    dict(type='LinearLR', start_factor=5e-7 / 3e-4, by_epoch=True, begin=0, end=10,
          convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', T_max=90, eta_min=5e-6, by_epoch=True, begin=10,
-         end=100, convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', T_max=90, eta_min_ratio=5e-6 / 3e-4, by_epoch=True,
+         begin=10, end=100, convert_to_iter_based=True),
 ]
 train_cfg = dict(max_epochs=max_epochs)

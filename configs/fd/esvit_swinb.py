@@ -1,6 +1,8 @@
 # FD: EsViT Swin-B (window 14) teacher, stage-4 map 7x7x1024 -> SwinV2-B (window 14).
-# Swin schedule: 2e-4 per 512 images, warm-up from 1e-6, cosine to 1e-5; no weight
-# decay on SwinV2's position-bias MLP and logit scale.
+# Swin schedule, per 512 images: 2e-4, warm-up from 1e-6, cosine to 1e-5 (all three
+# scaled by total batch / 512); no weight decay on SwinV2's position-bias MLP and
+# logit scale. The student is FDSwinTransformerV2 (drop path after the post-norm,
+# the release's init, fp32 cosine attention).
 _base_ = [
     '../_base_/models/fd_swinv2_base_w14.py',
     '../_base_/datasets/imagenet_fd.py',
@@ -13,7 +15,9 @@ model = dict(
     teacher=dict(type='EsViTTeacher', arch='esvit_swin_base', out_stage=4,
                  checkpoint=teacher_checkpoint))
 
-base_lr = 2e-4
+base_lr = 2e-4          # per 512 images
+warmup_from = 1e-6
+min_lr = 1e-5
 optim_wrapper = dict(
     optimizer=dict(lr=base_lr),
     paramwise_cfg=dict(custom_keys={
@@ -22,8 +26,8 @@ optim_wrapper = dict(
         'absolute_pos_embed': dict(decay_mult=0.0),
     }))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-6 / (base_lr * 2048 / 512), by_epoch=True,
+    dict(type='LinearLR', start_factor=warmup_from / base_lr, by_epoch=True,
          begin=0, end=10, convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', T_max=290, eta_min=1e-5, by_epoch=True, begin=10,
-         end=300, convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', T_max=290, eta_min_ratio=min_lr / base_lr,
+         by_epoch=True, begin=10, end=300, convert_to_iter_based=True),
 ]

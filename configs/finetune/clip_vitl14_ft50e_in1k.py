@@ -1,6 +1,7 @@
 # ImageNet-1K fine-tuning of the ViT-L/14 distilled from CLIP ViT-L/14
 # (configs/fd/clip_vitl.py): drop path 0.4, 50 epochs / 5 warm-up, lr 2.5e-4 per
-# 512, layer decay 0.75, warm-up from / min lr 5e-7 (release: 86.1 -> 87.7 top-1).
+# 512, layer decay 0.75, warm-up from / min lr 5e-7 per 512 (release: 86.1 -> 87.7
+# top-1 at a total batch of 2048).
 _base_ = [
     '../_base_/finetune/vit_large_p14_ft.py',
     '../_base_/finetune/imagenet_ft_224.py',
@@ -8,6 +9,8 @@ _base_ = [
     '../_base_/finetune/runtime_ft.py',
 ]
 base_lr = 2.5e-4
+warmup_from = 5e-7
+min_lr = 5e-7
 max_epochs = 50
 warmup_epochs = 5
 model = dict(backbone=dict(
@@ -16,10 +19,10 @@ model = dict(backbone=dict(
 optim_wrapper = dict(optimizer=dict(lr=base_lr),
                      paramwise_cfg=dict(layer_decay_rate=0.75))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=5e-7 / base_lr, by_epoch=True, begin=0,
+    dict(type='LinearLR', start_factor=warmup_from / base_lr, by_epoch=True, begin=0,
          end=warmup_epochs, convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', T_max=max_epochs - warmup_epochs, eta_min=5e-7,
-         by_epoch=True, begin=warmup_epochs, end=max_epochs,
-         convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', T_max=max_epochs - warmup_epochs,
+         eta_min_ratio=min_lr / base_lr, by_epoch=True, begin=warmup_epochs,
+         end=max_epochs, convert_to_iter_based=True),
 ]
 train_cfg = dict(max_epochs=max_epochs)

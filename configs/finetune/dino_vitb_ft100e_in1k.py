@@ -16,6 +16,6 @@ optim_wrapper = dict(optimizer=dict(lr=base_lr),
 param_scheduler = [
     dict(type='LinearLR', start_factor=2.5e-7 / base_lr, by_epoch=True, begin=0,
          end=20, convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', T_max=80, eta_min=2.5e-7, by_epoch=True,
-         begin=20, end=100, convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', T_max=80, eta_min_ratio=2.5e-7 / base_lr,
+         by_epoch=True, begin=20, end=100, convert_to_iter_based=True),
 ]

@@ -1,13 +1,16 @@
-# Fine-tuning schedule of the FD release (../shared/FD_METHOD.md), ViT-B defaults:
+# Fine-tuning schedule of the FD release (docs/method.md), ViT-B defaults:
 # AdamW (0.9, 0.999), weight decay 0.05, grad clip 5.0, layer-wise lr decay,
-# 100 epochs with 20 linear warm-up epochs from 2.5e-7, cosine to 2.5e-7, stepped
-# per iteration, mixed precision. The lr is given per 512 images and scaled to the
-# actual total batch by auto_scale_lr. Other rows of the table override
-# optimizer.lr, paramwise_cfg.layer_decay_rate and param_scheduler.
+# 100 epochs with 20 linear warm-up epochs, cosine stepped per iteration, mixed
+# precision. Every lr is per 512 images and scaled by total batch / 512
+# (auto_scale_lr): base 1.25e-3, warm-up from 2.5e-7, minimum 2.5e-7; the release's
+# total batch is 2048 (16 GPUs x 128; its EsViT fine-tune used 16 x 64 = 1024).
+# Warm-up start and minimum are ratios of the base lr, so they scale with it; with
+# layer decay each layer's group starts and ends at the same ratio of its own lr.
+# Other rows of the table override base_lr, layer_decay_rate and param_scheduler.
 base_lr = 1.25e-3   # per 512 images
 layer_decay_rate = 0.6
-warmup_from = 2.5e-7
-min_lr = 2.5e-7
+warmup_from = 2.5e-7  # per 512 images
+min_lr = 2.5e-7       # per 512 images
 max_epochs = 100
 warmup_epochs = 20
 
@@ -24,20 +27,21 @@ optim_wrapper = dict(
         norm_decay_mult=0.0,
         bias_decay_mult=0.0,
         flat_decay_mult=0.0,   # layer scale (gamma), q/v biases
+        # The release's ViT fine-tune skips decay only for pos_embed, cls_token,
+        # 1-D parameters and biases: the per-layer relative position tables ARE
+        # decayed. (Its SwinV2 fine-tune excludes its position-bias MLP and logit
+        # scale: see configs/finetune/esvit_swinv2b_ft100e_in1k.py.)
         custom_keys={
             '.cls_token': dict(decay_mult=0.0),
             '.pos_embed': dict(decay_mult=0.0),
-            # The release's fine-tune models list the position tables as
-            # no_weight_decay keywords (unlike its distillation wrapper).
-            'relative_position_bias_table': dict(decay_mult=0.0),
         }))
 
 param_scheduler = [
     dict(type='LinearLR', start_factor=warmup_from / base_lr, by_epoch=True,
          begin=0, end=warmup_epochs, convert_to_iter_based=True),
     dict(type='CosineAnnealingLR', T_max=max_epochs - warmup_epochs,
-         eta_min=min_lr, by_epoch=True, begin=warmup_epochs, end=max_epochs,
-         convert_to_iter_based=True),
+         eta_min_ratio=min_lr / base_lr, by_epoch=True, begin=warmup_epochs,
+         end=max_epochs, convert_to_iter_based=True),
 ]
 
 train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=1)

@@ -1,9 +1,12 @@
-# The release's distillation schedule (../shared/FD_METHOD.md): 300 epochs, AdamW,
-# 3e-4 per 512 images (x2048/512 = 1.2e-3 at the release's batch), 10 warm-up
-# epochs from 5e-7, cosine to 5e-6 stepped per iteration, grad clip 3.0, AMP.
-base_lr = 3e-4          # per 512 images; scaled by auto_scale_lr below
-warmup_from = 5e-7      # at the release's total batch of 2048
-min_lr = 5e-6
+# The release's distillation schedule (docs/method.md): 300 epochs, AdamW, grad clip
+# 3.0, AMP, cosine stepped per iteration after 10 linear warm-up epochs. Every lr is
+# given per 512 images and scaled by total batch / 512 (auto_scale_lr below): base
+# 3e-4, warm-up from 5e-7, minimum 5e-6 per 512, i.e. 1.2e-3 / 2e-6 / 2e-5 at the
+# release's total batch of 2048. The warm-up start and the minimum are written as
+# ratios of the base lr, so they follow auto_scale_lr exactly like the base lr.
+base_lr = 3e-4          # per 512 images
+warmup_from = 5e-7      # per 512 images
+min_lr = 5e-6           # per 512 images
 max_epochs = 300
 warmup_epochs = 10
 
@@ -30,11 +33,11 @@ optim_wrapper = dict(
         }))
 
 param_scheduler = [
-    dict(type='LinearLR', start_factor=warmup_from / (base_lr * 2048 / 512),
-         by_epoch=True, begin=0, end=warmup_epochs, convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', T_max=max_epochs - warmup_epochs, eta_min=min_lr,
-         by_epoch=True, begin=warmup_epochs, end=max_epochs,
-         convert_to_iter_based=True),
+    dict(type='LinearLR', start_factor=warmup_from / base_lr, by_epoch=True,
+         begin=0, end=warmup_epochs, convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', T_max=max_epochs - warmup_epochs,
+         eta_min_ratio=min_lr / base_lr, by_epoch=True, begin=warmup_epochs,
+         end=max_epochs, convert_to_iter_based=True),
 ]
 
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
