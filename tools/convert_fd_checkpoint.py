@@ -12,7 +12,7 @@ every block (``--no-per-layer-rel-pos`` keeps it shared) and, with ``--img-size`
 interpolated to the new patch grid. ``--target mmpretrain`` writes ``backbone.``-
 prefixed keys, ``mmdet``/``mmseg`` un-prefixed ones (each toolbox's convention for
 ``init_cfg=dict(type='StrictPretrained', checkpoint=..., prefix=...)``).
-See mmfd/checkpoint/fd_to_backbone.py and docs/downstream.md.
+See mmfd/checkpoint/fd_to_backbone.py and the README section "Downstream".
 """
 import argparse
 import os.path as osp

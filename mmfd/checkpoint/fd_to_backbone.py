@@ -14,7 +14,7 @@ What the conversion does, per student:
   the default: every downstream config here fine-tunes with per-layer tables, as the
   release does). Doing it in the file, not through BEiTViT's load hook, makes the
   file load the same way through ``init_cfg`` *and* through ``load_from`` (the hook
-  only fires for un-prefixed keys, see ../shared/ENVIRONMENT.md). ``img_size``
+  only fires for un-prefixed keys, i.e. only through ``init_cfg`` with a ``prefix``). ``img_size``
   changes the patch grid: the tables are interpolated (BEiT's geometric-progression
   bicubic resampling, the 3 CLS entries kept) and the index buffers regenerated.
 * SwinV2: the position bias is continuous (an MLP of log-spaced coordinates), so
