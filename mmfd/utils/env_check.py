@@ -2,12 +2,14 @@
 
 ``import mmfd`` runs :func:`check_environment` (hard failures raise, soft ones warn
 once); ``python -m mmfd.utils.env_check`` prints the full report and exits non-zero
-when anything is wrong (``make env`` runs it last).
+when anything is wrong (``make env`` runs it last). Versions are read from the
+installed distributions' metadata: nothing is imported, so a broken optional
+package (mmdet, open_clip, ...) cannot break ``import mmfd`` for FD-only users.
 """
-import importlib
 import importlib.util
 import sys
 import warnings
+from importlib.metadata import PackageNotFoundError, version as dist_version
 
 # (distribution, import name, required version prefix or None, needed for)
 SUPPORTED_TORCH = ('2.5', '2.6', '2.7', '2.8', '2.9')
@@ -20,12 +22,12 @@ OPTIONAL = (
 )
 
 
-def _version(module_name):
+def _version(dist):
+    """The installed version of distribution ``dist``, None when it is absent."""
     try:
-        module = importlib.import_module(module_name)
-    except ImportError:
+        return dist_version(dist)
+    except PackageNotFoundError:
         return None
-    return getattr(module, '__version__', '0')
 
 
 def collect_problems():
@@ -34,7 +36,11 @@ def collect_problems():
     if sys.version_info < (3, 10):
         errors.append(f'Python {sys.version.split()[0]} is too old: mmfd needs >= 3.10.')
 
-    torch_version = _version('torch')
+    try:  # torch is imported by mmfd anyway; its __version__ carries the build tag
+        import torch
+        torch_version = torch.__version__
+    except ImportError:
+        torch_version = None
     if torch_version is None:
         errors.append(f'PyTorch is not installed. {FIX}')
     elif not torch_version.startswith(SUPPORTED_TORCH):
@@ -45,7 +51,7 @@ def collect_problems():
     for dist, name, prefix in (('mmengine', 'mmengine', '0.10.'),
                                ('mmcv', 'mmcv', '2.1.'),
                                ('mmpretrain', 'mmpretrain', '1.2.')):
-        version = _version(name)
+        version = _version(dist)
         if version is None:
             errors.append(f'{dist} is not installed. {FIX}')
         elif not version.startswith(prefix):
@@ -62,18 +68,10 @@ def collect_problems():
         if importlib.util.find_spec(name) is None:
             warns.append(f'{dist} is not installed: {purpose} are unavailable. {FIX}')
             continue
-        version = _version(name) if name != 'mmseg' else _dist_version(dist)
+        version = _version(dist)
         if version and not version.startswith(prefix):
             warns.append(f'{dist} {version} is installed, mmfd is tested with {prefix}x.')
     return errors, warns
-
-
-def _dist_version(dist):
-    from importlib.metadata import PackageNotFoundError, version
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return None
 
 
 class EnvironmentProblem(ImportError):
@@ -101,9 +99,9 @@ def main():
     import torch
     print(f'python {sys.version.split()[0]}, torch {torch.__version__} '
           f'(CUDA available: {torch.cuda.is_available()})')
-    for name in ('mmengine', 'mmcv', 'mmpretrain', 'mmdet', 'mmseg', 'open_clip', 'timm'):
-        version = _version(name) if name != 'mmseg' else _dist_version('mmsegmentation')
-        print(f'  {name:<11} {version or "MISSING"}')
+    for dist in ('mmengine', 'mmcv', 'mmpretrain', 'mmdet', 'mmsegmentation',
+                 'open_clip_torch', 'timm', 'tensorboard'):
+        print(f'  {dist:<15} {_version(dist) or "MISSING"}')
     print(f'  mmcv ops    {"yes" if importlib.util.find_spec("mmcv._ext") else "NO"}')
     for message in errors:
         print(f'ERROR: {message}')
