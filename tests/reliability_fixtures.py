@@ -27,7 +27,7 @@ custom_imports = dict(imports=['mmfd', 'mmfd.engine.reliability', 'mmfd.datasets
 model = dict(teacher=dict(checkpoint='{teacher}'))
 train_pipeline = {{{{_base_.train_pipeline}}}}
 train_dataloader = dict(dataset=dict(data_root='{images}'))
-optim_wrapper = dict(_delete_=True, type='SafeOptimWrapper', clip_grad=dict(max_norm=3.0),
+optim_wrapper = dict(_delete_=True, type='FDOptimWrapper', clip_grad=dict(max_norm=3.0),
                      optimizer=dict(type='AdamW', lr=2e-3, weight_decay=0.05))
 param_scheduler = [dict(type='CosineAnnealingLR', T_max=24, by_epoch=False, eta_min=1e-4)]
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=24)

@@ -34,7 +34,8 @@ def test_config_follows_the_release(name):
     assert optim.optimizer.betas == (0.9, 0.999) and optim.optimizer.eps == 1e-8
     assert optim.optimizer.weight_decay == 0.05
     assert optim.clip_grad.max_norm == 3.0
-    assert optim.type == 'SafeAmpOptimWrapper' and optim.max_consecutive_nonfinite == 10
+    assert optim.type == 'FDOptimWrapper' and optim.amp == 'auto'
+    assert optim.max_consecutive_nonfinite == 10
     assert cfg.default_hooks.checkpoint.type == 'AtomicCheckpointHook'
     assert cfg.train_dataloader.dataset.type == 'RobustDataset'
     assert optim.paramwise_cfg.flat_decay_mult == 0.0       # 1-D params, layer scale

@@ -20,7 +20,7 @@ from mmengine.runner import Runner
 from mmpretrain.registry import MODELS
 
 import mmfd  # noqa: F401
-from mmfd.engine.optim_wrappers.select import select_optim_wrapper
+from mmfd.engine.optim_wrappers import set_amp
 
 WD = 0.05
 TINY_VIT = dict(embed_dims=32, num_layers=3, num_heads=2, feedforward_channels=64)
@@ -59,8 +59,7 @@ def finetune_model(name):
 
 
 def built_groups(cfg, model):
-    wrapper = build_optim_wrapper(model, select_optim_wrapper(cfg.optim_wrapper.copy(),
-                                                              amp=False))
+    wrapper = build_optim_wrapper(model, set_amp(cfg.optim_wrapper.copy(), amp=False))
     groups = {}
     names = {id(p): n for n, p in model.named_parameters()}
     for group in wrapper.optimizer.param_groups:
@@ -186,7 +185,7 @@ def scheduled_lrs(cfg, model, total_batch, tmp_path):
                               sampler=dict(type='DefaultSampler', shuffle=False),
                               collate_fn=dict(type='default_collate')),
         train_cfg=cfg.train_cfg,
-        optim_wrapper=select_optim_wrapper(cfg.optim_wrapper.copy(), amp=False),
+        optim_wrapper=set_amp(cfg.optim_wrapper.copy(), amp=False),
         param_scheduler=cfg.param_scheduler, auto_scale_lr=cfg.auto_scale_lr)
     # what Runner.train() does before the first iteration
     runner._train_loop = runner.build_train_loop(runner._train_loop)

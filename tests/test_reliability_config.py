@@ -159,7 +159,7 @@ total_batch_size = 2048
     cfg = Config.fromfile(config)
     assert cfg.default_hooks.checkpoint.type == 'AtomicCheckpointHook'
     assert cfg.default_hooks.checkpoint.max_keep_ckpts == 3  # default_runtime's values kept
-    assert cfg.optim_wrapper.type == 'SafeAmpOptimWrapper'
+    assert cfg.optim_wrapper.type == 'FDOptimWrapper' and cfg.optim_wrapper.amp == 'auto'
     assert cfg.optim_wrapper.clip_grad == dict(max_norm=3.0)
     assert cfg.train_dataloader.dataset.dataset.type == 'ImageNet'
     assert cfg.custom_imports.imports == ['mmfd']

@@ -74,10 +74,10 @@ def build(args):
     if args.compile:
         model.backbone.compile()  # in place: names unchanged, same module in both loops
 
-    from mmfd.engine.optim_wrappers import select_optim_wrapper
-    optim_cfg = select_optim_wrapper(cfg.optim_wrapper.copy(), amp=args.amp,
-                                     amp_dtype=amp_dtype(args),
-                                     cuda=args.device == 'cuda')
+    from mmfd.engine.optim_wrappers import set_amp
+    optim_cfg = set_amp(cfg.optim_wrapper.copy(), amp=args.amp,
+                        amp_dtype=amp_dtype(args) if args.amp else None)
+    optim_cfg['cuda'] = args.device == 'cuda'   # decide the AMP kind for that device
     optim_wrapper = build_optim_wrapper(model, optim_cfg)
     return cfg, model, optim_wrapper
 

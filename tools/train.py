@@ -3,6 +3,11 @@
 
     python tools/train.py configs/fd/clip_vitb.py [--work-dir DIR] [--resume [CKPT]]
     tools/dist_train.sh configs/fd/clip_vitb.py 8        # torchrun, one node
+
+The command line is applied in the order a user expects: the config, then the
+flags (--amp, --no-validate, ...), then --cfg-options, which win over both. A
+``runner_type`` in the config (e.g. mmengine's ``FlexibleRunner`` for FSDP or
+DeepSpeed strategies) is built through mmengine's RUNNERS registry.
 """
 import argparse
 import os
@@ -10,9 +15,10 @@ import os.path as osp
 
 import torch
 from mmengine.config import Config, DictAction
+from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from mmfd.engine.optim_wrappers import select_optim_wrapper
+from mmfd.engine.optim_wrappers import as_fd_optim_wrapper, resolve_amp, set_amp
 from mmfd.utils.preflight import preflight
 
 
@@ -32,8 +38,17 @@ def parse_args(argv=None):
                      help='train in fp32 even if the config enables AMP')
     parser.add_argument('--amp-dtype', choices=['float16', 'bfloat16'],
                         help='AMP compute dtype (default: the config\'s, else float16)')
-    parser.add_argument('--no-auto-scale-lr', action='store_true',
-                        help='use the optimizer lr as written, not scaled to the batch')
+    scale = parser.add_mutually_exclusive_group()
+    scale.add_argument('--auto-scale-lr', action='store_true',
+                       help='scale the lr to the real total batch (auto_scale_lr)')
+    scale.add_argument('--no-auto-scale-lr', action='store_true',
+                       help='use the optimizer lr as written, not scaled to the batch')
+    parser.add_argument('--no-validate', action='store_true',
+                        help='do not evaluate checkpoints during training')
+    parser.add_argument('--no-pin-memory', action='store_true',
+                        help='pin_memory=False in every dataloader')
+    parser.add_argument('--no-persistent-workers', action='store_true',
+                        help='persistent_workers=False in every dataloader')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries, e.g. '
                         'model.teacher.checkpoint=ckpts/ViT-B-16.safetensors')
@@ -47,20 +62,31 @@ def parse_args(argv=None):
 
 
 def merge_args(cfg, args):
+    """Config <- flags <- --cfg-options (last wins), then fitted to this machine."""
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
 
     amp = True if args.amp else (False if args.no_amp else None)
-    kind_before = cfg.optim_wrapper.get('type')
-    select_optim_wrapper(cfg.optim_wrapper, amp=amp, amp_dtype=args.amp_dtype)
-    if 'CPUAutocast' in cfg.optim_wrapper.type and 'CPUAutocast' not in str(kind_before):
-        print('[mmfd] no CUDA: AMP runs as bfloat16 autocast on the CPU '
-              f'({cfg.optim_wrapper.type})')
+    if cfg.get('optim_wrapper') is not None:
+        set_amp(cfg.optim_wrapper, amp=amp, amp_dtype=args.amp_dtype)
 
-    if args.no_auto_scale_lr and cfg.get('auto_scale_lr'):
-        cfg.auto_scale_lr.enable = False
+    if cfg.get('auto_scale_lr') is not None and (args.auto_scale_lr or args.no_auto_scale_lr):
+        cfg.auto_scale_lr.enable = bool(args.auto_scale_lr)
+    elif args.auto_scale_lr:
+        raise SystemExit('--auto-scale-lr: the config has no auto_scale_lr '
+                         '(e.g. auto_scale_lr = dict(base_batch_size=512)).')
+    if args.no_validate:
+        cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg.get(name)
+        if loader is None:
+            continue
+        if args.no_pin_memory:
+            loader.pin_memory = False
+        if args.no_persistent_workers:
+            loader.persistent_workers = False
 
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None
@@ -72,6 +98,12 @@ def merge_args(cfg, args):
         use_gloo(cfg, args.launcher)
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    if cfg.get('optim_wrapper') is not None:
+        # --cfg-options may name mmengine's AmpOptimWrapper: it runs here too.
+        as_fd_optim_wrapper(cfg.optim_wrapper)
+        if (cfg.optim_wrapper.get('type') == 'FDOptimWrapper' and not torch.cuda.is_available()
+                and resolve_amp(cfg.optim_wrapper.get('amp', 'off'), cuda=False) != 'off'):
+            print('[mmfd] no CUDA: AMP runs as bfloat16 autocast on the CPU')
     return cfg
 
 
@@ -92,7 +124,8 @@ def main(argv=None):
     args = parse_args(argv)
     cfg = merge_args(Config.fromfile(args.config), args)
     preflight(cfg)  # missing files, unknown teachers, batch splits: before any work
-    runner = Runner.from_cfg(cfg)
+    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    runner.logger.info(f'mmfd: training with {type(runner).__name__}')
     runner.train()
 
 

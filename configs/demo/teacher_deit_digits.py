@@ -30,9 +30,9 @@ model = dict(
         loss=dict(type='LabelSmoothLoss', label_smooth_val=0.1, mode='original')))
 
 optim_wrapper = dict(
-    type='AmpOptimWrapper',   # bf16 autocast on a CPU (tools/train.py)
-    dtype='float16',
-    loss_scale='dynamic',
+    type='FDOptimWrapper',   # fp16 AMP on CUDA, bf16 autocast on a CPU
+    amp='auto',
+    max_consecutive_nonfinite=None,
     optimizer=dict(type='AdamW', lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.05),
     clip_grad=dict(max_norm=5.0),
     paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0, flat_decay_mult=0.0,

@@ -15,10 +15,8 @@ _base_ = [
     'mmdet::_base_/datasets/coco_instance.py',
     'mmdet::_base_/default_runtime.py',
 ]
-custom_imports = dict(
-    imports=['mmfd', 'mmfd.models.utils', 'mmfd.models.necks',
-             'mmfd.engine.optimizers'],
-    allow_failed_imports=False)
+# `import mmfd` registers everything these configs name (see mmfd/registry.py).
+custom_imports = dict(imports=['mmfd'], allow_failed_imports=False)
 
 image_size = (1024, 1024)  # fixed: the position tables are tied to a 64x64 grid
 backbone_dims = 768
@@ -93,7 +91,9 @@ val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
 optim_wrapper = dict(
-    type='AmpOptimWrapper',
+    type='FDOptimWrapper',  # fp16 AMP on CUDA (mmfd's; bf16 without CUDA)
+    amp='auto',
+    max_consecutive_nonfinite=None,
     constructor='LayerDecayOptimWrapperConstructor',
     optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.1),
     paramwise_cfg=dict(

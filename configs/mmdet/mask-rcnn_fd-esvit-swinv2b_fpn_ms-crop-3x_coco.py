@@ -9,10 +9,8 @@
 #       checkpoints/fd_esvit_swinv2b_mmdet.pth --target mmdet
 #   tools/dist_train.sh configs/mmdet/mask-rcnn_fd-esvit-swinv2b_fpn_ms-crop-3x_coco.py 8
 _base_ = 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_amp-ms-crop-3x_coco.py'
-custom_imports = dict(
-    imports=['mmfd', 'mmfd.models.utils', 'mmfd.models.necks',
-             'mmfd.engine.optimizers'],
-    allow_failed_imports=False)
+# `import mmfd` registers everything these configs name (see mmfd/registry.py).
+custom_imports = dict(imports=['mmfd'], allow_failed_imports=False)
 
 model = dict(
     backbone=dict(
@@ -33,7 +31,9 @@ model = dict(
     neck=dict(in_channels=[128, 256, 512, 1024]))
 
 optim_wrapper = dict(
-    type='AmpOptimWrapper',
+    type='FDOptimWrapper',  # fp16 AMP on CUDA (mmfd's; bf16 without CUDA)
+    amp='auto',
+    max_consecutive_nonfinite=None,
     constructor='LayerDecayOptimWrapperConstructor',
     paramwise_cfg=dict(
         _delete_=True,

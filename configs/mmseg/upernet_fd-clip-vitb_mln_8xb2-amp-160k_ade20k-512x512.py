@@ -17,10 +17,8 @@ _base_ = [
     'mmseg::_base_/default_runtime.py',
     'mmseg::_base_/schedules/schedule_160k.py',
 ]
-custom_imports = dict(
-    imports=['mmfd', 'mmfd.models.utils', 'mmfd.models.necks',
-             'mmfd.engine.optimizers'],
-    allow_failed_imports=False)
+# `import mmfd` registers everything these configs name (see mmfd/registry.py).
+custom_imports = dict(imports=['mmfd'], allow_failed_imports=False)
 
 crop_size = (512, 512)
 num_classes = 150
@@ -60,7 +58,9 @@ model = dict(
 
 optim_wrapper = dict(
     _delete_=True,
-    type='AmpOptimWrapper',
+    type='FDOptimWrapper',  # fp16 AMP on CUDA (mmfd's; bf16 without CUDA)
+    amp='auto',
+    max_consecutive_nonfinite=None,
     constructor='LayerDecayOptimWrapperConstructor',
     optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
     paramwise_cfg=dict(

@@ -9,10 +9,8 @@
 #       checkpoints/fd_esvit_swinv2b_mmseg.pth --target mmseg
 #   tools/dist_train.sh configs/mmseg/upernet_fd-esvit-swinv2b_8xb2-amp-160k_ade20k-512x512.py 8
 _base_ = 'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py'
-custom_imports = dict(
-    imports=['mmfd', 'mmfd.models.utils', 'mmfd.models.necks',
-             'mmfd.engine.optimizers'],
-    allow_failed_imports=False)
+# `import mmfd` registers everything these configs name (see mmfd/registry.py).
+custom_imports = dict(imports=['mmfd'], allow_failed_imports=False)
 
 model = dict(
     backbone=dict(
@@ -34,7 +32,9 @@ model = dict(
 
 optim_wrapper = dict(
     _delete_=True,
-    type='AmpOptimWrapper',
+    type='FDOptimWrapper',  # fp16 AMP on CUDA (mmfd's; bf16 without CUDA)
+    amp='auto',
+    max_consecutive_nonfinite=None,
     constructor='LayerDecayOptimWrapperConstructor',
     optimizer=dict(type='AdamW', lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01),
     paramwise_cfg=dict(

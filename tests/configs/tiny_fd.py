@@ -27,7 +27,7 @@ train_dataloader = dict(
     dataset=dict(_delete_=True, type='CustomDataset', data_root='SET_BY_TEST',
                  with_label=False, pipeline=train_pipeline))
 
-optim_wrapper = dict(type='SafeOptimWrapper', optimizer=dict(lr=2e-3))
+optim_wrapper = dict(type='FDOptimWrapper', amp='off', optimizer=dict(lr=2e-3))
 param_scheduler = []
 auto_scale_lr = dict(enable=False)
 train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=30)

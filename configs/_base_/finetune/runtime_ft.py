@@ -1,8 +1,5 @@
-# Runtime of the downstream fine-tunes (mmpretrain scope): mmfd's runtime plus the
-# modules of the downstream path (StrictPretrained, layer-decay constructor).
+# Runtime of the downstream fine-tunes (mmpretrain scope): mmfd's runtime (whose
+# custom_imports=['mmfd'] registers StrictPretrained and the layer-decay constructor)
+# keeping the best and the last two checkpoints.
 _base_ = ['../default_runtime.py']
-custom_imports = dict(
-    imports=['mmfd', 'mmfd.models.utils', 'mmfd.models.necks',
-             'mmfd.engine.optimizers'],
-    allow_failed_imports=False)
 default_hooks = dict(checkpoint=dict(max_keep_ckpts=2, save_best='auto'))

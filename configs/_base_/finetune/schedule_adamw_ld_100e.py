@@ -15,9 +15,9 @@ max_epochs = 100
 warmup_epochs = 20
 
 optim_wrapper = dict(
-    type='AmpOptimWrapper',
-    dtype='float16',
-    loss_scale='dynamic',
+    type='FDOptimWrapper',   # fp16 AMP on CUDA, bf16 autocast without CUDA
+    amp='auto',
+    max_consecutive_nonfinite=None,
     optimizer=dict(type='AdamW', lr=base_lr, betas=(0.9, 0.999), eps=1e-8,
                    weight_decay=0.05),
     clip_grad=dict(max_norm=5.0),

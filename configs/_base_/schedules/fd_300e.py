@@ -11,13 +11,13 @@ max_epochs = 300
 warmup_epochs = 10
 
 optim_wrapper = dict(
-    # Mixed precision on, as in the release (--no-amp for fp32); the Safe variant
-    # skips and counts steps with a NaN/inf loss or gradient and stops the run
-    # after 10 in a row, naming the last good checkpoint.
-    type='SafeAmpOptimWrapper',
+    # Mixed precision on, as in the release: fp16 with dynamic loss scaling on CUDA,
+    # bf16 autocast without CUDA (--no-amp or amp='off' for fp32). Steps with a
+    # NaN/inf loss or gradient are skipped and counted; 10 in a row stop the run,
+    # naming the last good checkpoint.
+    type='FDOptimWrapper',
+    amp='auto',
     max_consecutive_nonfinite=10,
-    dtype='float16',
-    loss_scale='dynamic',
     optimizer=dict(type='AdamW', lr=base_lr, betas=(0.9, 0.999), eps=1e-8,
                    weight_decay=0.05),
     clip_grad=dict(max_norm=3.0),

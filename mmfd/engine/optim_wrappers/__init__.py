@@ -1,4 +1,6 @@
 from .cpu_amp import CPUAutocastOptimWrapper
-from .select import select_optim_wrapper
+from .fd_optim_wrapper import (AMP_MODES, as_fd_optim_wrapper, build_fd_optim_wrapper,
+                               resolve_amp, set_amp)
 
-__all__ = ['CPUAutocastOptimWrapper', 'select_optim_wrapper']
+__all__ = ['CPUAutocastOptimWrapper', 'AMP_MODES', 'as_fd_optim_wrapper',
+           'build_fd_optim_wrapper', 'resolve_amp', 'set_amp']

@@ -2,9 +2,8 @@
 
 mmengine's AmpOptimWrapper refuses to run without CUDA/NPU/MLU. On a CPU, bf16
 autocast needs no loss scaling, so a plain OptimWrapper inside
-``torch.autocast('cpu', torch.bfloat16)`` is the whole of AMP there. tools/train.py
-and tools/benchmark_fd.py switch to it when AMP is asked for on a CPU
-(:func:`mmfd.engine.optim_wrappers.select_optim_wrapper`).
+``torch.autocast('cpu', torch.bfloat16)`` is the whole of AMP there.
+``FDOptimWrapper`` builds it when AMP is asked for on a machine without CUDA.
 """
 from contextlib import contextmanager
 

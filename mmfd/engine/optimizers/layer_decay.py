@@ -87,7 +87,7 @@ class LayerDecayOptimWrapperConstructor(LearningRateDecayOptimWrapperConstructor
     Example::
 
         optim_wrapper = dict(
-            type='AmpOptimWrapper',
+            type='FDOptimWrapper', amp='auto',
             optimizer=dict(type='AdamW', lr=1e-4, weight_decay=0.1),
             constructor='LayerDecayOptimWrapperConstructor',
             paramwise_cfg=dict(layer_decay_rate=0.7, norm_decay_mult=0.,

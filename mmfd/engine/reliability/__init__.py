@@ -11,12 +11,12 @@ from .atomic_io import (AtomicLocalBackend, atomic_write, find_resumable_checkpo
                         verify_checkpoint)
 from .checkpoint_hook import AtomicCheckpointHook
 from .nonfinite import (NonFiniteError, SafeAmpOptimWrapper, SafeCPUAutocastOptimWrapper,
-                        SafeOptimWrapper, base_type, safe_type)
+                        SafeOptimWrapper)
 from .rng import get_rng_state, sample_seed, seeded, set_rng_state
 
 __all__ = [
     'AtomicCheckpointHook', 'AtomicLocalBackend', 'atomic_write', 'verify_checkpoint',
     'find_resumable_checkpoint', 'SafeOptimWrapper', 'SafeAmpOptimWrapper',
-    'SafeCPUAutocastOptimWrapper', 'base_type', 'safe_type',
+    'SafeCPUAutocastOptimWrapper',
     'NonFiniteError', 'get_rng_state', 'set_rng_state', 'sample_seed', 'seeded'
 ]

@@ -1,11 +1,10 @@
-"""Optimizer wrappers that refuse non-finite updates.
+"""The non-finite guard of ``FDOptimWrapper`` (its ``max_consecutive_nonfinite``).
 
-    optim_wrapper = dict(type='SafeOptimWrapper', max_consecutive_nonfinite=10,
-                         optimizer=dict(type='AdamW', lr=1e-3),
-                         clip_grad=dict(max_norm=3.0))
-    # mixed precision: type='SafeAmpOptimWrapper' (same arguments as AmpOptimWrapper);
-    # bf16 autocast on a CPU: 'SafeCPUAutocastOptimWrapper'. tools/train.py's --amp /
-    # --no-amp switch between them with base_type() / safe_type().
+Configs name ``type='FDOptimWrapper'`` (:mod:`mmfd.engine.optim_wrappers`), which
+builds one of the classes below for the AMP mode and machine: ``SafeOptimWrapper``
+(fp32), ``SafeAmpOptimWrapper`` (CUDA AMP) or ``SafeCPUAutocastOptimWrapper``
+(bf16 autocast without CUDA). They stay registered so that older configs and
+checkpoints keep working.
 
 Before every optimizer step the loss and the total gradient norm are checked. If
 either is NaN/inf the step is skipped (weights, optimizer moments and step counts
@@ -172,19 +171,3 @@ class SafeAmpOptimWrapper(NonFiniteGuardMixin, AmpOptimWrapper):
         finally:
             self._reset_step_state()
 
-
-SAFE_PREFIX = 'Safe'
-GUARDED = ('OptimWrapper', 'AmpOptimWrapper', 'CPUAutocastOptimWrapper')
-
-
-def base_type(name: str) -> str:
-    """'SafeAmpOptimWrapper' -> 'AmpOptimWrapper' (other names unchanged)."""
-    if name.startswith(SAFE_PREFIX) and name[len(SAFE_PREFIX):] in GUARDED:
-        return name[len(SAFE_PREFIX):]
-    return name
-
-
-def safe_type(name: str) -> str:
-    """'AmpOptimWrapper' -> 'SafeAmpOptimWrapper' (names without a safe variant and
-    safe names unchanged)."""
-    return SAFE_PREFIX + name if name in GUARDED else name
