@@ -101,8 +101,8 @@ class FeatureDistiller(BaseSelfSupervisor):
         if compile_student:
             self.backbone.compile(**(compile_student if isinstance(compile_student, dict)
                                      else {}))
-        self._register_state_dict_hook(_drop_teacher_state)
-        self._register_load_state_dict_pre_hook(self._keep_teacher_state)
+        self.register_state_dict_post_hook(_drop_teacher_state)
+        self.register_load_state_dict_pre_hook(_keep_teacher_state)
         # DDP: the frozen teacher needs no initial broadcast and no gradient buckets.
         self._ddp_params_and_buffers_to_ignore = [
             TEACHER_PREFIX + name for name, _ in self.teacher.named_parameters()
@@ -222,18 +222,20 @@ class FeatureDistiller(BaseSelfSupervisor):
             target = target[:, 1:]
         return self.head.loss(student, target)
 
-    # ------------------------------------------------------------------ state dict
-    def _keep_teacher_state(self, state_dict, prefix, *args, **kwargs):
-        """The teacher keeps the weights of its own checkpoint: fill (or override)
-        its entries so strict loading of a student-only checkpoint works."""
-        for name, tensor in self.teacher.state_dict().items():
-            state_dict[prefix + TEACHER_PREFIX + name] = tensor
+
+# ---------------------------------------------------------------------- state dict
+def _keep_teacher_state(module, state_dict, prefix, *args):
+    """Load pre-hook: the teacher keeps the weights of its own checkpoint. Its
+    entries are filled in (or overridden) so that strict loading of a student-only
+    checkpoint works."""
+    for name, tensor in module.teacher.state_dict().items():
+        state_dict[prefix + TEACHER_PREFIX + name] = tensor
 
 
 def _drop_teacher_state(module, state_dict, prefix, local_metadata):
+    """State-dict post-hook: the frozen teacher is never saved."""
     for key in [k for k in state_dict if k.startswith(prefix + TEACHER_PREFIX)]:
         del state_dict[key]
-    return state_dict
 
 
 def _resize_token_map(tokens: torch.Tensor, grid, new_grid, has_cls: bool) -> torch.Tensor:

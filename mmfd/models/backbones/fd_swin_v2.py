@@ -32,7 +32,7 @@ from mmpretrain.models.utils.attention import WindowMSAV2
 from mmfd.registry import MODELS
 from torch.utils.checkpoint import checkpoint
 
-from mmfd.models.utils.strict_pretrained import PRETRAINED_INITS
+from mmfd.models.utils.init_checks import loads_pretrained
 
 # The release's initial value of the post-norm weights (its ``init_values``).
 POST_NORM_INIT = 1e-5
@@ -128,7 +128,7 @@ class FDSwinTransformerV2(SwinTransformerV2):
 
     def init_weights(self):
         super().init_weights()
-        if isinstance(self.init_cfg, dict) and self.init_cfg.get('type') in PRETRAINED_INITS:
+        if loads_pretrained(self.init_cfg):
             return
         for module in self.modules():
             if isinstance(module, (nn.Linear, nn.Conv2d)):

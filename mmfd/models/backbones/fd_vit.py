@@ -24,7 +24,7 @@ from mmpretrain.models.backbones import BEiTViT
 from mmpretrain.models.utils.attention import BEiTAttention
 from mmfd.registry import MODELS
 
-from mmfd.models.utils.strict_pretrained import PRETRAINED_INITS
+from mmfd.models.utils.init_checks import loads_pretrained
 from mmfd.utils.errors import ConfigError
 from torch.utils.checkpoint import checkpoint
 
@@ -138,7 +138,7 @@ class FDViT(BEiTViT):
 
     def init_weights(self):
         super().init_weights()
-        if isinstance(self.init_cfg, dict) and self.init_cfg.get('type') in PRETRAINED_INITS:
+        if loads_pretrained(self.init_cfg):
             return
         # The release (SimMIM/BEiT code): trunc-normal std 0.02 cut at +-1 std for
         # every Linear and the CLS token, zero biases, unit LayerNorms ...

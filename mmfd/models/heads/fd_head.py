@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 from mmfd.registry import MODELS
 
-from mmfd.models.utils.strict_pretrained import PRETRAINED_INITS
+from mmfd.models.utils.init_checks import loads_pretrained
 
 
 def whiten(target: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
@@ -39,7 +39,7 @@ class FDHead(BaseModule):
 
     def init_weights(self):
         super().init_weights()
-        if not (isinstance(self.init_cfg, dict) and self.init_cfg.get('type') in PRETRAINED_INITS):
+        if not loads_pretrained(self.init_cfg):
             # The release's Conv1d keeps PyTorch's default init, which is nn.Linear's
             # too (kaiming-uniform weight, uniform bias, both +-1/sqrt(fan_in)).
             self.proj.reset_parameters()

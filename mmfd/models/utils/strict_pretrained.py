@@ -43,8 +43,7 @@ from torch import nn
 from mmfd.checkpoint.io import load_checkpoint_file
 from mmfd.utils.errors import CheckpointError
 
-# Initialisers that load weights: a module's own init_weights must not overwrite them.
-PRETRAINED_INITS = ('Pretrained', 'StrictPretrained')
+from .init_checks import PRETRAINED_INITS  # noqa: F401  (re-exported)
 
 # Buffers every backbone rebuilds from its own geometry: never worth a failure.
 DERIVED_BUFFERS = (r'relative_position_index$', r'relative_coords_table$')
