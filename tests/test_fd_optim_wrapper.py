@@ -18,28 +18,33 @@ from mmfd.utils.errors import ConfigError
 from fd_fixtures import make_image_folder, make_timm_vit_checkpoint, run_train
 
 
-def build(cuda=False, **options):
+def build(cuda=False, native_bf16=True, **options):
     cfg = dict(type='FDOptimWrapper', optimizer=dict(type='AdamW', lr=1e-3), **options)
     model = torch.nn.Linear(2, 2)
     if not cuda:
-        return build_optim_wrapper(model, cfg)
+        with mock.patch('mmfd.engine.optim_wrappers.fd_optim_wrapper.cpu_has_native_bf16',
+                        return_value=native_bf16):
+            return build_optim_wrapper(model, cfg)
     # AmpOptimWrapper insists on an accelerator at construction; this machine has none.
     import mmengine.optim.optimizer.amp_optimizer_wrapper as amp_module
     with mock.patch.object(amp_module, 'is_cuda_available', return_value=True):
         return build_optim_wrapper(model, dict(cfg, cuda=True))
 
 
-@pytest.mark.parametrize('amp, guard, cuda, cls, dtype', [
-    ('off', 10, False, SafeOptimWrapper, None),
-    ('off', None, False, OptimWrapper, None),
-    ('auto', 10, False, SafeCPUAutocastOptimWrapper, None),
-    ('bf16', None, False, CPUAutocastOptimWrapper, None),
-    ('fp16', 10, False, SafeCPUAutocastOptimWrapper, None),   # no CUDA: bf16, logged
-    ('auto', 10, True, SafeAmpOptimWrapper, torch.float16),
-    ('bf16', None, True, AmpOptimWrapper, torch.bfloat16),
+@pytest.mark.parametrize('amp, guard, cuda, native_bf16, cls, dtype', [
+    ('off', 10, False, True, SafeOptimWrapper, None),
+    ('off', None, False, True, OptimWrapper, None),
+    ('auto', 10, False, True, SafeCPUAutocastOptimWrapper, None),
+    ('auto', 10, False, False, SafeOptimWrapper, None),   # emulated bf16: fp32
+    ('bf16', None, False, False, CPUAutocastOptimWrapper, None),  # asked for: kept
+    ('fp16', 10, False, True, SafeCPUAutocastOptimWrapper, None),  # no CUDA: bf16
+    ('auto', 10, True, False, SafeAmpOptimWrapper, torch.float16),
+    ('bf16', None, True, False, AmpOptimWrapper, torch.bfloat16),
 ])
-def test_one_type_builds_the_wrapper_for_the_mode_and_machine(amp, guard, cuda, cls, dtype):
-    wrapper = build(cuda=cuda, amp=amp, max_consecutive_nonfinite=guard)
+def test_one_type_builds_the_wrapper_for_the_mode_and_machine(amp, guard, cuda, native_bf16,
+                                                              cls, dtype):
+    wrapper = build(cuda=cuda, native_bf16=native_bf16, amp=amp,
+                    max_consecutive_nonfinite=guard)
     assert type(wrapper) is cls
     assert getattr(wrapper, 'max_consecutive_nonfinite', None) == guard
     if dtype is not None:
@@ -136,7 +141,9 @@ def test_cfg_options_amp_wrapper_and_flexible_runner_train_on_cpu(tmp_path):
         'runner_type=FlexibleRunner'])
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-3000:]
-    assert 'bfloat16 autocast on the CPU' in log
+    from mmfd.engine.optim_wrappers.fd_optim_wrapper import cpu_has_native_bf16
+    assert ('bfloat16 autocast on the CPU' if cpu_has_native_bf16() else
+            "no native bf16 on this CPU: amp='auto' trains in fp32") in log
     assert 'mmfd: training with FlexibleRunner' in log
     assert (work / 'iter_2.pth').exists()
     scalars = list(work.glob('*/vis_data/scalars.json'))

@@ -101,9 +101,13 @@ def merge_args(cfg, args):
     if cfg.get('optim_wrapper') is not None:
         # --cfg-options may name mmengine's AmpOptimWrapper: it runs here too.
         as_fd_optim_wrapper(cfg.optim_wrapper)
+        amp = cfg.optim_wrapper.get('amp', 'off')
         if (cfg.optim_wrapper.get('type') == 'FDOptimWrapper' and not torch.cuda.is_available()
-                and resolve_amp(cfg.optim_wrapper.get('amp', 'off'), cuda=False) != 'off'):
-            print('[mmfd] no CUDA: AMP runs as bfloat16 autocast on the CPU')
+                and amp != 'off'):
+            print('[mmfd] no CUDA: AMP runs as bfloat16 autocast on the CPU'
+                  if resolve_amp(amp, cuda=False) == 'bf16' else
+                  "[mmfd] no CUDA and no native bf16 on this CPU: amp='auto' trains in "
+                  "fp32 (emulated bf16 is slower); amp='bf16' forces bf16 autocast")
     return cfg
 
 

@@ -30,7 +30,7 @@ model = dict(
         loss=dict(type='LabelSmoothLoss', label_smooth_val=0.1, mode='original')))
 
 optim_wrapper = dict(
-    type='FDOptimWrapper',   # fp16 AMP on CUDA, bf16 autocast on a CPU
+    type='FDOptimWrapper',   # fp16 on CUDA; bf16 on CPUs with native bf16, else fp32
     amp='auto',
     max_consecutive_nonfinite=None,
     optimizer=dict(type='AdamW', lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.05),

@@ -15,7 +15,7 @@ max_epochs = 100
 warmup_epochs = 20
 
 optim_wrapper = dict(
-    type='FDOptimWrapper',   # fp16 AMP on CUDA, bf16 autocast without CUDA
+    type='FDOptimWrapper',   # fp16 AMP on CUDA; see configs/_base_/schedules/fd_300e.py
     amp='auto',
     max_consecutive_nonfinite=None,
     optimizer=dict(type='AdamW', lr=base_lr, betas=(0.9, 0.999), eps=1e-8,

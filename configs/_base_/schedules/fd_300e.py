@@ -12,7 +12,8 @@ warmup_epochs = 10
 
 optim_wrapper = dict(
     # Mixed precision on, as in the release: fp16 with dynamic loss scaling on CUDA,
-    # bf16 autocast without CUDA (--no-amp or amp='off' for fp32). Steps with a
+    # bf16 autocast without CUDA on CPUs with native bf16, fp32 on others (--no-amp
+    # or amp='off' for fp32 everywhere). Steps with a
     # NaN/inf loss or gradient are skipped and counted; 10 in a row stop the run,
     # naming the last good checkpoint.
     type='FDOptimWrapper',
