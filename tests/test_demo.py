@@ -12,17 +12,22 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-STEPS = ('data', 'teacher', 'fd', 'ft_teacher', 'convert', 'ft_student', 'attention',
-         'landscape')
+STEPS = ('data', 'teacher', 'fd', 'ft_teacher', 'convert', 'ft_student', 'attention', 'landscape')
 
 
 def run_demo(work_dir, *extra, timeout=600):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     started = time.time()
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / 'tools' / 'run_demo.py'), '--tiny', '--no-progress',
-         '--work-dir', str(work_dir), *extra],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run([
+        sys.executable,
+        str(ROOT / 'tools' / 'run_demo.py'), '--tiny', '--no-progress', '--work-dir',
+        str(work_dir), *extra
+    ],
+                          cwd=ROOT,
+                          env=env,
+                          capture_output=True,
+                          text=True,
+                          timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout, time.time() - started
 
@@ -31,8 +36,11 @@ def run_demo(work_dir, *extra, timeout=600):
 def demo(tmp_path_factory):
     work_dir = tmp_path_factory.mktemp('demo')
     stdout, seconds = run_demo(work_dir)
-    return dict(work_dir=work_dir, stdout=stdout, seconds=seconds,
-                summary=json.loads((work_dir / 'summary.json').read_text()))
+    return dict(
+        work_dir=work_dir,
+        stdout=stdout,
+        seconds=seconds,
+        summary=json.loads((work_dir / 'summary.json').read_text()))
 
 
 # ----------------------------------------------------------------- independent readers
@@ -54,12 +62,13 @@ def mean(values):
 def test_digits_written_once_as_image_folders(tmp_path):
     from PIL import Image
 
-    from mmfd.demo.digits import write_digits
+    sys.path.insert(0, str(ROOT / 'tools'))  # the demo's helpers live next to its tool
+    from fd_demo.digits import write_digits
     root = tmp_path / 'digits'
     manifest = write_digits(root, size=32, per_class=5)
     assert not manifest['reused']
     assert (manifest['num_train'], manifest['num_val']) == (40, 10)
-    assert manifest['val_per_class'] == [1] * 10           # stratified
+    assert manifest['val_per_class'] == [1] * 10  # stratified
     files = sorted(root.glob('*/*/*.png'))
     assert len(files) == 50
     assert {f.parent.name for f in files} == {str(i) for i in range(10)}
@@ -75,16 +84,19 @@ def test_demo_writes_every_artefact(demo):
     w = demo['work_dir']
     assert len(list((w / 'data' / 'digits' / 'train').glob('*/*.png'))) == 128
     assert len(list((w / 'data' / 'digits' / 'val').glob('*/*.png'))) == 32
-    for path in ['teacher/epoch_2.pth', 'fd/epoch_2.pth', 'ft_teacher/epoch_2.pth',
-                 'ft_fd_student/epoch_2.pth', 'convert/fd_student_mmpretrain.pth',
-                 'diagnostics/attention/attention.json',
-                 'diagnostics/landscape/landscape.json', 'summary.md', 'summary.json']:
+    for path in [
+            'teacher/epoch_2.pth', 'fd/epoch_2.pth', 'ft_teacher/epoch_2.pth',
+            'ft_fd_student/epoch_2.pth', 'convert/fd_student_mmpretrain.pth',
+            'diagnostics/attention/attention.json', 'diagnostics/landscape/landscape.json',
+            'summary.md', 'summary.json'
+    ]:
         assert (w / path).is_file(), path
     for name, plot in demo['summary']['plots'].items():
         assert Path(plot).is_file() and Path(plot).stat().st_size > 1000, name
     assert set(demo['summary']['plots']) == {
-        'attention_distance', 'head_diversity', 'attention_maps_teacher',
-        'attention_maps_student', 'loss_landscape'}
+        'attention_distance', 'head_diversity', 'attention_maps_teacher', 'attention_maps_student',
+        'loss_landscape'
+    }
     for step in STEPS[1:]:
         assert (w / 'logs' / f'{step}.log').is_file(), step
     assert set(demo['summary']['steps']) == set(STEPS)
@@ -108,7 +120,7 @@ def test_summary_numbers_are_the_tools_numbers(demo):
         assert ours['attention_distance_last_layer'] == theirs['distance_mean'][-1]
         assert ours['head_similarity_mean'] == mean(theirs['head_similarity'])
         assert ours['distance_spread_mean'] == mean(theirs['distance_spread'])
-        assert len(theirs['distance_mean']) == 4        # one entry per block
+        assert len(theirs['distance_mean']) == 4  # one entry per block
     assert attention['teacher']['target'] == 'teacher'
     assert attention['FD student']['target'] == 'student'
 
@@ -147,9 +159,9 @@ def test_teacher_finetune_starts_from_every_teacher_weight(demo):
     import torch
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
+    from mmpretrain.registry import MODELS
 
     import mmfd  # noqa: F401
-    from mmpretrain.registry import MODELS
 
     ckpt = demo['work_dir'] / 'teacher' / 'epoch_2.pth'
     cfg = Config.fromfile(str(ROOT / 'configs/demo/ft_teacher_digits.py'))
@@ -157,9 +169,11 @@ def test_teacher_finetune_starts_from_every_teacher_weight(demo):
     init_default_scope('mmpretrain')
     model = MODELS.build(cfg.model)
     model.init_weights()
-    teacher = {k[len('backbone.'):]: v for k, v in
-               torch.load(ckpt, map_location='cpu', weights_only=True)['state_dict'].items()
-               if k.startswith('backbone.')}
+    teacher = {
+        k[len('backbone.'):]: v
+        for k, v in torch.load(ckpt, map_location='cpu', weights_only=True)['state_dict'].items()
+        if k.startswith('backbone.')
+    }
     mine = model.backbone.state_dict()
     assert set(teacher) - set(mine) == {'ln1.weight', 'ln1.bias'}
     for key, value in teacher.items():

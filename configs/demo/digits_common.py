@@ -2,10 +2,10 @@
 # the ViT geometry of the teacher and the student, and where the digits live.
 # tools/run_demo.py writes scikit-learn's bundled handwritten digits (1,797 images,
 # 10 classes) as 32 x 32 RGB PNGs into digits_root/{train,val}/<class>/ and points
-# every config there with --cfg-options (mmfd/demo/digits.py).
+# every config there with --cfg-options (tools/fd_demo/digits.py).
 digits_root = 'work_dirs/demo/data/digits'
 img_size = 32
-patch_size = 4          # 8 x 8 patch grid + CLS
+patch_size = 4  # 8 x 8 patch grid + CLS
 num_classes = 10
 # The same size class for the supervised teacher (mmpretrain VisionTransformer)
 # and the FD student (FDViT = BEiTViT with one shared relative position bias).

@@ -35,8 +35,8 @@ def digit_to_image(image8x8: np.ndarray, size: int):
 def split_indices(labels: np.ndarray, val_fraction: float, seed: int):
     """Stratified (train, val) index arrays, sorted."""
     from sklearn.model_selection import train_test_split
-    train, val = train_test_split(np.arange(len(labels)), test_size=val_fraction,
-                                  stratify=labels, random_state=seed)
+    train, val = train_test_split(
+        np.arange(len(labels)), test_size=val_fraction, stratify=labels, random_state=seed)
     return np.sort(train), np.sort(val)
 
 
@@ -57,8 +57,12 @@ def _manifest_matches(root: Path, wanted: dict) -> Optional[dict]:
     return manifest
 
 
-def write_digits(root, size: int = 32, val_fraction: float = 0.2, seed: int = 0,
-                 per_class: Optional[int] = None, force: bool = False) -> dict:
+def write_digits(root,
+                 size: int = 32,
+                 val_fraction: float = 0.2,
+                 seed: int = 0,
+                 per_class: Optional[int] = None,
+                 force: bool = False) -> dict:
     """Writes the digits under ``root`` (once); returns the manifest.
 
     Args:
@@ -73,8 +77,12 @@ def write_digits(root, size: int = 32, val_fraction: float = 0.2, seed: int = 0,
     from sklearn.datasets import load_digits
 
     root = Path(root)
-    wanted = dict(format=FORMAT_VERSION, image_size=size, val_fraction=val_fraction,
-                  seed=seed, per_class=per_class)
+    wanted = dict(
+        format=FORMAT_VERSION,
+        image_size=size,
+        val_fraction=val_fraction,
+        seed=seed,
+        per_class=per_class)
     if not force:
         manifest = _manifest_matches(root, wanted)
         if manifest is not None:
@@ -83,8 +91,8 @@ def write_digits(root, size: int = 32, val_fraction: float = 0.2, seed: int = 0,
     digits = load_digits()
     images, labels = digits.images, digits.target
     if per_class is not None:
-        keep = np.sort(np.concatenate(
-            [np.flatnonzero(labels == c)[:per_class] for c in range(len(CLASSES))]))
+        keep = np.sort(
+            np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in range(len(CLASSES))]))
         images, labels = images[keep], labels[keep]
     train, val = split_indices(labels, val_fraction, seed)
 
@@ -96,11 +104,13 @@ def write_digits(root, size: int = 32, val_fraction: float = 0.2, seed: int = 0,
         for c in CLASSES:
             (tmp / split / c).mkdir(parents=True, exist_ok=True)
         for i in indices:
-            digit_to_image(images[i], size).save(
-                tmp / split / CLASSES[labels[i]] / f'{i:04d}.png')
+            digit_to_image(images[i], size).save(tmp / split / CLASSES[labels[i]] / f'{i:04d}.png')
     manifest = dict(
-        wanted, source='sklearn.datasets.load_digits (bundled with scikit-learn)',
-        classes=list(CLASSES), num_train=int(len(train)), num_val=int(len(val)),
+        wanted,
+        source='sklearn.datasets.load_digits (bundled with scikit-learn)',
+        classes=list(CLASSES),
+        num_train=int(len(train)),
+        num_val=int(len(val)),
         train_per_class=np.bincount(labels[train], minlength=10).tolist(),
         val_per_class=np.bincount(labels[val], minlength=10).tolist())
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))

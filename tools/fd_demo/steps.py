@@ -35,13 +35,13 @@ class StepFailed(RuntimeError):
 class Step:
     name: str
     title: str
-    command: Optional[List[str]] = None          # a tools/*.py call ...
+    command: Optional[List[str]] = None  # a tools/*.py call ...
     func: Optional[Callable[[], object]] = None  # ... or in-process work
     deps: Sequence[str] = ()
-    outputs: Sequence[Path] = ()                 # must exist for the step to count as done
-    clean: Sequence[Path] = ()                   # removed before the step (re-)runs
+    outputs: Sequence[Path] = ()  # must exist for the step to count as done
+    clean: Sequence[Path] = ()  # removed before the step (re-)runs
     settings: dict = field(default_factory=dict)  # part of the signature
-    epochs: Optional[int] = None                 # for the progress bar of train steps
+    epochs: Optional[int] = None  # for the progress bar of train steps
 
 
 def format_seconds(seconds: float) -> str:
@@ -68,8 +68,14 @@ def shell_line(command: Sequence[str], root: Path) -> str:
 class StepRunner:
     """Runs steps in dependency order, skipping the ones already done."""
 
-    def __init__(self, work_dir, root, env: Optional[dict] = None, jobs: int = 2,
-                 force: bool = False, progress: Optional[bool] = None, stream=None):
+    def __init__(self,
+                 work_dir,
+                 root,
+                 env: Optional[dict] = None,
+                 jobs: int = 2,
+                 force: bool = False,
+                 progress: Optional[bool] = None,
+                 stream=None):
         self.work_dir = Path(work_dir)
         self.root = Path(root)
         self.env = dict(env or os.environ)
@@ -89,9 +95,11 @@ class StepRunner:
         return self.marker_dir / f'{step.name}.json'
 
     def signature(self, step: Step) -> dict:
-        return dict(command=[str(c) for c in step.command] if step.command else None,
-                    settings=step.settings,
-                    deps={d: self.results[d]['run_id'] for d in step.deps})
+        return dict(
+            command=[str(c) for c in step.command] if step.command else None,
+            settings=step.settings,
+            deps={d: self.results[d]['run_id']
+                  for d in step.deps})
 
     def _done_before(self, step: Step) -> Optional[dict]:
         if self.force or not self._marker(step).is_file():
@@ -119,24 +127,37 @@ class StepRunner:
     def _run_command(self, step: Step, threads: int) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f'{step.name}.log'
-        env = dict(self.env, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
-                   PYTHONUNBUFFERED='1')
+        env = dict(
+            self.env,
+            OMP_NUM_THREADS=str(threads),
+            MKL_NUM_THREADS=str(threads),
+            PYTHONUNBUFFERED='1')
         bar = None
         if self.progress:
             from tqdm import tqdm
             with self._lock:
                 slot = self._slots.index(None)
                 self._slots[slot] = step.name
-            bar = tqdm(total=None, desc=f'{step.name:>11}', position=slot, leave=False,
-                       unit='it', file=self.stream, dynamic_ncols=True)
+            bar = tqdm(
+                total=None,
+                desc=f'{step.name:>11}',
+                position=slot,
+                leave=False,
+                unit='it',
+                file=self.stream,
+                dynamic_ncols=True)
         try:
             with open(log_path, 'w') as log:
                 log.write('$ ' + shell_line(step.command, self.root) + '\n')
                 log.flush()
-                process = subprocess.Popen(
-                    [str(c) for c in step.command], cwd=self.root, env=env,
-                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                    errors='replace', bufsize=1)
+                process = subprocess.Popen([str(c) for c in step.command],
+                                           cwd=self.root,
+                                           env=env,
+                                           stdout=subprocess.PIPE,
+                                           stderr=subprocess.STDOUT,
+                                           text=True,
+                                           errors='replace',
+                                           bufsize=1)
                 with self._lock:
                     self._processes[step.name] = process
                 for line in process.stdout:
@@ -190,10 +211,15 @@ class StepRunner:
         missing = [str(p) for p in step.outputs if not Path(p).exists()]
         if missing:
             raise StepFailed(f'step {step.name!r} finished but did not write {missing}')
-        marker = dict(signature=self.signature(step), outputs=[str(p) for p in step.outputs],
-                      started=started, finished=finished, seconds=finished - started,
-                      run_id=f'{finished:.6f}', threads=threads,
-                      command=shell_line(step.command, self.root) if step.command else None)
+        marker = dict(
+            signature=self.signature(step),
+            outputs=[str(p) for p in step.outputs],
+            started=started,
+            finished=finished,
+            seconds=finished - started,
+            run_id=f'{finished:.6f}',
+            threads=threads,
+            command=shell_line(step.command, self.root) if step.command else None)
         self.marker_dir.mkdir(parents=True, exist_ok=True)
         tmp = self._marker(step).with_suffix('.tmp')
         tmp.write_text(json.dumps(marker, indent=1))

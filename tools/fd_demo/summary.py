@@ -45,18 +45,19 @@ def _mean(values) -> Optional[float]:
 
 def attention_numbers(report: dict) -> dict:
     """Layer-averaged numbers of one model of ``attention.json`` (plus per layer)."""
-    distance = report['distance_mean']          # px, per layer (mean over heads)
-    similarity = report['head_similarity']      # mean pairwise head cosine, per layer
-    spread = report['distance_spread']          # spread of head distances, per layer
+    distance = report['distance_mean']  # px, per layer (mean over heads)
+    similarity = report['head_similarity']  # mean pairwise head cosine, per layer
+    spread = report['distance_spread']  # spread of head distances, per layer
     return dict(
         attention_distance_mean=_mean(distance),
         attention_distance_last_layer=distance[-1],
         head_similarity_mean=_mean(similarity),
         head_similarity_last_layer=similarity[-1],
         distance_spread_mean=_mean(spread),
-        per_layer=dict(attention_distance=distance, head_similarity=similarity,
-                       distance_spread=spread),
-        num_images=report.get('num_images'), image_size=report.get('image_size'))
+        per_layer=dict(
+            attention_distance=distance, head_similarity=similarity, distance_spread=spread),
+        num_images=report.get('num_images'),
+        image_size=report.get('image_size'))
 
 
 def accuracy_entry(train_work_dir) -> dict:
@@ -82,41 +83,51 @@ def build_summary(paths: Dict[str, Path], steps: Dict[str, dict], manifest: dict
     ``attention`` (folder of analyze_attention), optionally ``landscape``.
     """
     n_val = int(manifest['num_val'])
-    summary = dict(settings=settings, data=dict(
-        source=manifest['source'], num_train=manifest['num_train'], num_val=n_val,
-        image_size=manifest['image_size'], classes=len(manifest['classes'])))
+    summary = dict(
+        settings=settings,
+        data=dict(
+            source=manifest['source'],
+            num_train=manifest['num_train'],
+            num_val=n_val,
+            image_size=manifest['image_size'],
+            classes=len(manifest['classes'])))
 
     teacher = accuracy_entry(paths['teacher'])
     fd_scalars = latest_scalars(paths['fd'])
     fd_loss = last_value(read_records(fd_scalars), 'loss')
-    ft = {TEACHER: accuracy_entry(paths['ft_teacher']),
-          STUDENT: accuracy_entry(paths['ft_student'])}
+    ft = {
+        TEACHER: accuracy_entry(paths['ft_teacher']),
+        STUDENT: accuracy_entry(paths['ft_student'])
+    }
     for entry in ft.values():
         entry['standard_error'] = standard_error(entry['top1'], n_val)
     summary['teacher_supervised'] = teacher
-    summary['fd'] = dict(final_loss=fd_loss['value'] if fd_loss else None,
-                         iteration=fd_loss['step'] if fd_loss else None,
-                         source=str(fd_scalars))
+    summary['fd'] = dict(
+        final_loss=fd_loss['value'] if fd_loss else None,
+        iteration=fd_loss['step'] if fd_loss else None,
+        source=str(fd_scalars))
     diff = ft[STUDENT]['top1'] - ft[TEACHER]['top1']
-    summary['finetune'] = dict(ft, difference=dict(
-        student_minus_teacher=diff,
-        standard_error=math.hypot(ft[STUDENT]['standard_error'],
-                                  ft[TEACHER]['standard_error']),
-        images=round(diff * n_val / 100.0)))
+    summary['finetune'] = dict(
+        ft,
+        difference=dict(
+            student_minus_teacher=diff,
+            standard_error=math.hypot(ft[STUDENT]['standard_error'], ft[TEACHER]['standard_error']),
+            images=round(diff * n_val / 100.0)))
 
     attention_dir = Path(paths['attention'])
     attention_json = json.loads((attention_dir / 'attention.json').read_text())
     models = attention_json['models']
     summary['attention'] = dict(
-        {label: attention_numbers(models[label]) for label in (TEACHER, STUDENT)},
+        {label: attention_numbers(models[label])
+         for label in (TEACHER, STUDENT)},
         source=str(attention_dir / 'attention.json'))
     plots = dict(
         attention_distance=attention_dir / 'attention_distance.png',
         head_diversity=attention_dir / 'head_diversity.png',
-        attention_maps_teacher=attention_dir / 'attention_maps_{}.png'.format(
-            models[TEACHER]['index']),
-        attention_maps_student=attention_dir / 'attention_maps_{}.png'.format(
-            models[STUDENT]['index']))
+        attention_maps_teacher=attention_dir /
+        'attention_maps_{}.png'.format(models[TEACHER]['index']),
+        attention_maps_student=attention_dir /
+        'attention_maps_{}.png'.format(models[STUDENT]['index']))
 
     landscape_dir = paths.get('landscape')
     if landscape_dir is not None and (Path(landscape_dir) / 'landscape.json').is_file():
@@ -140,21 +151,22 @@ def _fmt(value, digits=2, suffix=''):
 def table_rows(summary: dict) -> List[List[str]]:
     ft, att = summary['finetune'], summary['attention']
     rows = [['', 'teacher (supervised ViT)', 'FD student (FDViT)']]
-    rows.append(['fine-tuned top-1 on val (%)'] + [
-        f'{ft[k]["top1"]:.2f} ± {ft[k]["standard_error"]:.2f}' for k in (TEACHER, STUDENT)])
-    rows.append(['mean attention distance (px)'] + [
-        _fmt(att[k]['attention_distance_mean']) for k in (TEACHER, STUDENT)])
-    rows.append(['  last layer (px)'] + [
-        _fmt(att[k]['attention_distance_last_layer']) for k in (TEACHER, STUDENT)])
-    rows.append(['head similarity (cos, lower = more diverse)'] + [
-        _fmt(att[k]['head_similarity_mean'], 3) for k in (TEACHER, STUDENT)])
-    rows.append(['  last layer'] + [
-        _fmt(att[k]['head_similarity_last_layer'], 3) for k in (TEACHER, STUDENT)])
-    rows.append(['spread of head distances (px)'] + [
-        _fmt(att[k]['distance_spread_mean']) for k in (TEACHER, STUDENT)])
+    rows.append(
+        ['fine-tuned top-1 on val (%)'] +
+        [f'{ft[k]["top1"]:.2f} ± {ft[k]["standard_error"]:.2f}' for k in (TEACHER, STUDENT)])
+    rows.append(['mean attention distance (px)'] +
+                [_fmt(att[k]['attention_distance_mean']) for k in (TEACHER, STUDENT)])
+    rows.append(['  last layer (px)'] +
+                [_fmt(att[k]['attention_distance_last_layer']) for k in (TEACHER, STUDENT)])
+    rows.append(['head similarity (cos, lower = more diverse)'] +
+                [_fmt(att[k]['head_similarity_mean'], 3) for k in (TEACHER, STUDENT)])
+    rows.append(['  last layer'] +
+                [_fmt(att[k]['head_similarity_last_layer'], 3) for k in (TEACHER, STUDENT)])
+    rows.append(['spread of head distances (px)'] +
+                [_fmt(att[k]['distance_spread_mean']) for k in (TEACHER, STUDENT)])
     if 'landscape' in summary:
-        rows.append(['loss-landscape curvature (lower = flatter)'] + [
-            _fmt(summary['landscape'][k]['curvature'], 3) for k in (TEACHER, STUDENT)])
+        rows.append(['loss-landscape curvature (lower = flatter)'] +
+                    [_fmt(summary['landscape'][k]['curvature'], 3) for k in (TEACHER, STUDENT)])
     return rows
 
 
@@ -163,8 +175,9 @@ def format_table(summary: dict) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     lines = []
     for index, row in enumerate(rows):
-        lines.append('  '.join(cell.ljust(w) if i == 0 else cell.rjust(w)
-                               for i, (cell, w) in enumerate(zip(row, widths))))
+        lines.append('  '.join(
+            cell.ljust(w) if i == 0 else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(row, widths))))
         if index == 0:
             lines.append('  '.join('-' * w for w in widths))
     return '\n'.join(lines)
@@ -189,10 +202,11 @@ def notes(summary: dict) -> List[str]:
 def to_markdown(summary: dict) -> str:
     rows = table_rows(summary)
     data = summary['data']
-    lines = ['# mmfd demo: Feature Distillation on handwritten digits', '',
-             f'{data["num_train"]} train / {data["num_val"]} val images '
-             f'({data["classes"]} classes, {data["image_size"]} px) from {data["source"]}.',
-             '']
+    lines = [
+        '# mmfd demo: Feature Distillation on handwritten digits', '',
+        f'{data["num_train"]} train / {data["num_val"]} val images '
+        f'({data["classes"]} classes, {data["image_size"]} px) from {data["source"]}.', ''
+    ]
     lines.append('| ' + ' | '.join(rows[0]) + ' |')
     lines.append('| --- | ---: | ---: |')
     lines.extend('| ' + ' | '.join(row) + ' |' for row in rows[1:])
@@ -200,14 +214,17 @@ def to_markdown(summary: dict) -> str:
     lines.extend(f'- {n}' for n in notes(summary))
     lines += ['', '## Plots', '']
     lines.extend(f'- {name}: `{path}`' for name, path in summary['plots'].items())
-    lines += ['', '## Steps', '', '| step | seconds | status | command |',
-              '| --- | ---: | --- | --- |']
+    lines += [
+        '', '## Steps', '', '| step | seconds | status | command |', '| --- | ---: | --- | --- |'
+    ]
     for name, step in summary['steps'].items():
         status = 'skipped (done before)' if step.get('skipped') else 'ran'
         command = f'`{step["command"]}`' if step.get('command') else '(in process)'
         lines.append(f'| {name} | {step.get("seconds", 0):.1f} | {status} | {command} |')
-    lines += ['', 'Numbers are read from the files the tools wrote '
-              '(sources in summary.json).', '']
+    lines += [
+        '', 'Numbers are read from the files the tools wrote '
+        '(sources in summary.json).', ''
+    ]
     return '\n'.join(lines)
 
 

@@ -1,0 +1,2 @@
+"""Helpers of tools/run_demo.py (`make demo`): the digits data, the step runner and
+the summary. They ship with the repository tools, not in the installed package."""
