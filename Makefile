@@ -4,13 +4,25 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: env test demo clean-env
+LINT_PATHS := mmfd tools tests configs setup.py
+
+.PHONY: env test demo lint format clean-env
 
 env:
 	@bash tools/setup_env.sh
 
 test: env
 	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+# Checks only (what .ci/run runs); `make format` rewrites the files instead.
+lint: env
+	$(VENV)/bin/flake8 $(LINT_PATHS)
+	$(VENV)/bin/isort --check-only --diff $(LINT_PATHS)
+	$(VENV)/bin/yapf --diff --recursive $(LINT_PATHS)
+
+format: env
+	$(VENV)/bin/isort $(LINT_PATHS)
+	$(VENV)/bin/yapf --in-place --recursive $(LINT_PATHS)
 
 demo: env
 	$(PY) tools/run_demo.py $(DEMO_ARGS)

@@ -4,14 +4,14 @@ Importing mmfd registers its models, hooks and transforms into mmpretrain's
 registries (scope ``mmpretrain``) and makes mmengine checkpoints loadable with
 ``torch.load(weights_only=True)`` (see :mod:`mmfd.compat`).
 """
-from .version import __version__
 from .utils.env_check import check_environment
+from .version import __version__
 
 check_environment()
 
 from . import compat  # noqa: E402,F401  (safe globals for mmengine checkpoints)
-from . import models  # noqa: E402,F401  (registers into mmpretrain.registry)
-from . import engine  # noqa: E402,F401
 from . import datasets  # noqa: E402,F401  (RobustDataset, SafeLoadImageFromFile)
+from . import engine  # noqa: E402,F401
+from . import models  # noqa: E402,F401  (registers into mmpretrain.registry)
 
 __all__ = ['__version__', 'check_environment']

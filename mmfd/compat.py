@@ -26,8 +26,7 @@ def _numpy_globals():
     # bytes: an empty array pickles its (empty) buffer as builtins.bytes.
     entries = [np.ndarray, np.dtype, bytes] + dtype_classes
     for module in ('numpy.core.multiarray', 'numpy._core.multiarray'):
-        entries += [(_reconstruct, f'{module}._reconstruct'),
-                    (scalar, f'{module}.scalar')]
+        entries += [(_reconstruct, f'{module}._reconstruct'), (scalar, f'{module}.scalar')]
     return entries
 
 

@@ -11,9 +11,11 @@
 
 ``import mmfd`` registers everything; configs only need ``custom_imports=['mmfd']``.
 """
-from mmengine.registry import DATASETS, HOOKS, OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS
-from mmengine.registry import TRANSFORMS, WEIGHT_INITIALIZERS
+from mmengine.registry import (DATASETS, HOOKS, OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS,
+                               TRANSFORMS, WEIGHT_INITIALIZERS)
 from mmpretrain.registry import MODELS
 
-__all__ = ['MODELS', 'HOOKS', 'OPTIM_WRAPPERS', 'OPTIM_WRAPPER_CONSTRUCTORS',
-           'WEIGHT_INITIALIZERS', 'DATASETS', 'TRANSFORMS']
+__all__ = [
+    'MODELS', 'HOOKS', 'OPTIM_WRAPPERS', 'OPTIM_WRAPPER_CONSTRUCTORS', 'WEIGHT_INITIALIZERS',
+    'DATASETS', 'TRANSFORMS'
+]

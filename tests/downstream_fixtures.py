@@ -14,8 +14,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 TINY_VIT = dict(embed_dims=32, num_layers=4, num_heads=2, feedforward_channels=64)
 TINY_VIT_IMG = 64  # 4 x 4 patches of 16
-TINY_SWIN = dict(embed_dims=16, depths=[1, 1, 2, 1], num_heads=[1, 2, 2, 4],
-                 extra_norm_every_n_blocks=0)
+TINY_SWIN = dict(
+    embed_dims=16, depths=[1, 1, 2, 1], num_heads=[1, 2, 2, 4], extra_norm_every_n_blocks=0)
 TINY_SWIN_IMG = 64
 TINY_SWIN_WINDOWS = [4, 4, 4, 2]
 
@@ -37,8 +37,15 @@ def _save_fd(path, student, proj_out=48, seed=0):
                  if k in ('backbone.ln1.weight', 'backbone.norm3.weight'))
     state['head.proj.weight'] = torch.randn(proj_out, width, generator=gen)
     state['head.proj.bias'] = torch.randn(proj_out, generator=gen)
-    torch.save({'meta': {'epoch': 300, 'iter': 1000, 'mmengine_version': '0.10.7'},
-                'state_dict': state}, path)
+    torch.save(
+        {
+            'meta': {
+                'epoch': 300,
+                'iter': 1000,
+                'mmengine_version': '0.10.7'
+            },
+            'state_dict': state
+        }, path)
     return path
 
 
@@ -56,8 +63,8 @@ def make_fd_swin_checkpoint(path, seed=0):
     """Tiny mmpretrain SwinTransformerV2 student as an FD checkpoint."""
     from mmpretrain.models import SwinTransformerV2
     torch.manual_seed(seed)
-    student = SwinTransformerV2(arch=TINY_SWIN, img_size=TINY_SWIN_IMG,
-                                window_size=TINY_SWIN_WINDOWS, out_indices=(3, ))
+    student = SwinTransformerV2(
+        arch=TINY_SWIN, img_size=TINY_SWIN_IMG, window_size=TINY_SWIN_WINDOWS, out_indices=(3, ))
     _randomise(student, seed)
     return _save_fd(path, student, seed=seed), student
 
@@ -97,19 +104,30 @@ def make_coco(root, n_train=4, n_val=2, size=64, seed=0):
                     inside = (np.abs(xx - cx) / (w / 2) + np.abs(yy - cy) / (h / 2)) <= 1
                     img[inside] = colour
                 annotations.append({
-                    'id': ann_id, 'image_id': img_id, 'category_id': cat,
-                    'bbox': [x, y, w, h], 'area': float(w * h) / (1 if cat == 1 else 2),
-                    'segmentation': [[float(v) for v in poly]], 'iscrowd': 0})
+                    'id': ann_id,
+                    'image_id': img_id,
+                    'category_id': cat,
+                    'bbox': [x, y, w, h],
+                    'area': float(w * h) / (1 if cat == 1 else 2),
+                    'segmentation': [[float(v) for v in poly]],
+                    'iscrowd': 0
+                })
                 ann_id += 1
             name = f'{split}_{i:03d}.jpg'
             Image.fromarray(img).save(root / 'images' / name, quality=95)
-            images.append({'id': img_id, 'file_name': name, 'width': size,
-                           'height': size})
+            images.append({'id': img_id, 'file_name': name, 'width': size, 'height': size})
         with open(root / 'annotations' / f'instances_{split}.json', 'w') as f:
             # pycocotools >= 2.0.9 copies 'info' in loadRes: real COCO files have it.
-            json.dump({'info': {'description': 'mmfd tiny COCO'}, 'licenses': [],
-                       'images': images, 'annotations': annotations,
-                       'categories': categories}, f)
+            json.dump(
+                {
+                    'info': {
+                        'description': 'mmfd tiny COCO'
+                    },
+                    'licenses': [],
+                    'images': images,
+                    'annotations': annotations,
+                    'categories': categories
+                }, f)
     return root
 
 
@@ -189,8 +207,7 @@ def quiet_runtime(cfg, work_dir):
 
 
 def load_train_tool():
-    spec = importlib.util.spec_from_file_location('mmfd_tools_train',
-                                                  REPO / 'tools' / 'train.py')
+    spec = importlib.util.spec_from_file_location('mmfd_tools_train', REPO / 'tools' / 'train.py')
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

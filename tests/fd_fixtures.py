@@ -29,14 +29,23 @@ def make_image_folder(root, n=16, size=80, seed=0):
     return root
 
 
-def make_timm_vit_checkpoint(path, patch_size=8, embed_dim=48, depth=2, num_heads=2,
-                             img_size=32, seed=0):
+def make_timm_vit_checkpoint(path,
+                             patch_size=8,
+                             embed_dim=48,
+                             depth=2,
+                             num_heads=2,
+                             img_size=32,
+                             seed=0):
     """A timm VisionTransformer with random weights saved like DeiT's .pth files."""
     import timm.models.vision_transformer as tv
     torch.manual_seed(seed)
-    model = tv.VisionTransformer(img_size=img_size, patch_size=patch_size,
-                                 embed_dim=embed_dim, depth=depth, num_heads=num_heads,
-                                 num_classes=10)
+    model = tv.VisionTransformer(
+        img_size=img_size,
+        patch_size=patch_size,
+        embed_dim=embed_dim,
+        depth=depth,
+        num_heads=num_heads,
+        num_classes=10)
     torch.save({'model': model.state_dict()}, path)
     return path
 
@@ -46,8 +55,7 @@ def run_train(args, env=None, timeout=600):
     env.setdefault('OMP_NUM_THREADS', '1')
     env['PYTHONPATH'] = f'{REPO}{os.pathsep}{env.get("PYTHONPATH", "")}'
     env['PATH'] = f'{Path(sys.executable).parent}{os.pathsep}{env["PATH"]}'
-    return subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def read_scalars(work_dir, key='loss'):

@@ -63,8 +63,8 @@ def train_cmd(config, work_dir, *options, script='tools/train.py', resume=False)
 
 
 def run(cmd, env=None, timeout=300) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, cwd=REPO, env=train_env(env), capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        cmd, cwd=REPO, env=train_env(env), capture_output=True, text=True, timeout=timeout)
 
 
 def process_tree(pid: int):
@@ -100,8 +100,13 @@ def kill_tree(pid: int) -> None:
 def run_until(cmd, pattern: str, env=None, timeout=300) -> str:
     """Starts ``cmd``, SIGKILLs it (with every process it started) as soon as a line
     of its output matches ``pattern``; returns the output. Fails if it ends before."""
-    proc = subprocess.Popen(cmd, cwd=REPO, env=train_env(env), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=REPO,
+        env=train_env(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True)
     lines, regex, deadline = [], re.compile(pattern), time.time() + timeout
     try:
         for line in proc.stdout:
@@ -115,8 +120,8 @@ def run_until(cmd, pattern: str, env=None, timeout=300) -> str:
             if time.time() > deadline:
                 break
         proc.wait(timeout=5)
-        raise AssertionError(f'{pattern!r} never appeared (rc={proc.returncode}):\n'
-                             + ''.join(lines[-60:]))
+        raise AssertionError(f'{pattern!r} never appeared (rc={proc.returncode}):\n' +
+                             ''.join(lines[-60:]))
     finally:
         if proc.poll() is None:
             kill_tree(proc.pid)
@@ -139,8 +144,11 @@ def _wait_gone(pids, timeout=10.0) -> None:
 def final_state(path) -> dict:
     ckpt = torch.load(path, map_location='cpu', weights_only=True)
     meta = {k: ckpt['meta'].get(k) for k in ('epoch', 'iter', 'seed')}
-    return dict(model=ckpt['state_dict'], optimizer=ckpt['optimizer'],
-                schedulers=ckpt.get('param_schedulers'), meta=meta)
+    return dict(
+        model=ckpt['state_dict'],
+        optimizer=ckpt['optimizer'],
+        schedulers=ckpt.get('param_schedulers'),
+        meta=meta)
 
 
 def assert_bitwise_equal(a, b, where='') -> None:
@@ -169,8 +177,7 @@ def train_script_with_preflight(tmp_path) -> Path:
     if 'preflight(' in source:
         return REPO / 'tools/train.py'
     source = source.replace(
-        '    runner = Runner.from_cfg(cfg)',
-        '    from mmfd.utils.preflight import preflight\n'
+        '    runner = Runner.from_cfg(cfg)', '    from mmfd.utils.preflight import preflight\n'
         '    preflight(cfg)\n'
         '    runner = Runner.from_cfg(cfg)')
     assert 'preflight(cfg)' in source, 'tools/train.py changed: update the test copy'

@@ -36,7 +36,8 @@ def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
 def tiny_clip_config(width=64, layers=2, patch=8, image=32, quick_gelu=False, embed_dim=32):
     """An open_clip model config: 64-wide heads (OpenAI convention), tiny text tower."""
     return dict(
-        embed_dim=embed_dim, quick_gelu=quick_gelu,
+        embed_dim=embed_dim,
+        quick_gelu=quick_gelu,
         vision_cfg=dict(image_size=image, layers=layers, width=width, patch_size=patch),
         text_cfg=dict(context_length=8, vocab_size=64, width=64, heads=1, layers=1))
 
@@ -46,8 +47,11 @@ def build_open_clip(config: dict, seed: int = 0):
     from open_clip.model import CLIP
     cfg = copy.deepcopy(config)
     torch.manual_seed(seed)
-    model = CLIP(cfg['embed_dim'], cfg['vision_cfg'], cfg['text_cfg'],
-                 quick_gelu=cfg.get('quick_gelu', False))
+    model = CLIP(
+        cfg['embed_dim'],
+        cfg['vision_cfg'],
+        cfg['text_cfg'],
+        quick_gelu=cfg.get('quick_gelu', False))
     return randomize_(model, seed)
 
 
@@ -105,8 +109,8 @@ def save_openai_torchscript(model, path: str, image_size: int) -> None:
 def build_timm_vit(patch=16, dim=48, depth=2, heads=3, img=32, seed=0):
     from timm.models.vision_transformer import VisionTransformer
     torch.manual_seed(seed)
-    model = VisionTransformer(img_size=img, patch_size=patch, embed_dim=dim, depth=depth,
-                              num_heads=heads, num_classes=10)
+    model = VisionTransformer(
+        img_size=img, patch_size=patch, embed_dim=dim, depth=depth, num_heads=heads, num_classes=10)
     return randomize_(model, seed)
 
 
@@ -121,8 +125,10 @@ def dino_full_checkpoint(vit_state: dict, ddp_teacher: bool) -> dict:
 
     def wrapper(prefix, seed):
         gen = torch.Generator().manual_seed(seed)
-        state = {f'{prefix}backbone.{k}': v.clone() for k, v in vit_state.items()
-                 if not k.startswith('head.')}
+        state = {
+            f'{prefix}backbone.{k}': v.clone()
+            for k, v in vit_state.items() if not k.startswith('head.')
+        }
         state[f'{prefix}head.mlp.0.weight'] = torch.randn(16, 48, generator=gen)
         state[f'{prefix}head.last_layer.weight_g'] = torch.randn(8, 1, generator=gen)
         return state
@@ -130,14 +136,17 @@ def dino_full_checkpoint(vit_state: dict, ddp_teacher: bool) -> dict:
     student = wrapper('module.', 5)
     for key in student:  # the student differs from the teacher
         student[key] = student[key] + 1.0
-    return dict(student=student, teacher=wrapper('module.' if ddp_teacher else '', 6),
-                optimizer={'state': {}}, epoch=100, args=argparse.Namespace(arch='vit_small'),
-                dino_loss={'center': torch.zeros(1, 8)})
+    return dict(
+        student=student,
+        teacher=wrapper('module.' if ddp_teacher else '', 6),
+        optimizer={'state': {}},
+        epoch=100,
+        args=argparse.Namespace(arch='vit_small'),
+        dino_loss={'center': torch.zeros(1, 8)})
 
 
 # ---------------------------------------------------------------------- Swin
 TINY_SWIN = dict(embed_dim=16, depths=(2, 2, 2, 2), num_heads=(1, 2, 2, 4))
-
 
 SWIN_IMG = 128  # stages at 32, 16, 8, 4 tokens: window 8 mimics EsViT's 14 at 224
 
@@ -145,8 +154,12 @@ SWIN_IMG = 128  # stages at 32, 16, 8, 4 tokens: window 8 mimics EsViT's 14 at 2
 def build_timm_swin(window=4, img=SWIN_IMG, seed=0, **dims):
     from timm.models.swin_transformer import SwinTransformer
     torch.manual_seed(seed)
-    model = SwinTransformer(img_size=img, window_size=window, num_classes=10,
-                            drop_path_rate=0., **dict(TINY_SWIN, **dims))
+    model = SwinTransformer(
+        img_size=img,
+        window_size=window,
+        num_classes=10,
+        drop_path_rate=0.,
+        **dict(TINY_SWIN, **dims))
     return randomize_(model, seed)
 
 
@@ -164,12 +177,17 @@ def official_swin_state(model) -> dict:
 
 
 # ---------------------------------------------------------------- mmpretrain
-MM_VIT = dict(type='VisionTransformer',
-              arch=dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64),
-              img_size=32, patch_size=8, drop_path_rate=0.1)
-MM_SWIN = dict(type='SwinTransformer',
-               arch=dict(embed_dims=16, depths=[2, 2, 2, 2], num_heads=[1, 2, 2, 4]),
-               img_size=128, window_size=4)
+MM_VIT = dict(
+    type='VisionTransformer',
+    arch=dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64),
+    img_size=32,
+    patch_size=8,
+    drop_path_rate=0.1)
+MM_SWIN = dict(
+    type='SwinTransformer',
+    arch=dict(embed_dims=16, depths=[2, 2, 2, 2], num_heads=[1, 2, 2, 4]),
+    img_size=128,
+    window_size=4)
 
 
 def build_mm_backbone(cfg: dict, seed: int = 0):

@@ -9,10 +9,11 @@ from fd_fixtures import make_timm_vit_checkpoint, run_train
 def test_benchmark_tool_runs_and_reports(tmp_path):
     teacher = make_timm_vit_checkpoint(tmp_path / 'teacher.pth')
     out = tmp_path / 'bench.json'
-    result = run_train([sys.executable, 'tools/benchmark_fd.py', 'tests/configs/tiny_fd.py',
-                        '--batch', '2', '--iters', '2', '--warmup', '1', '--repeats', '2',
-                        '--amp', '--flops', '--json', str(out),
-                        '--cfg-options', f'model.teacher.checkpoint={teacher}'])
+    result = run_train([
+        sys.executable, 'tools/benchmark_fd.py', 'tests/configs/tiny_fd.py', '--batch', '2',
+        '--iters', '2', '--warmup', '1', '--repeats', '2', '--amp', '--flops', '--json',
+        str(out), '--cfg-options', f'model.teacher.checkpoint={teacher}'
+    ])
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
     for key in ('fd_ms', 'floor_ms', 'teacher_ms', 'fd_images_per_s', 'fd_over_floor',

@@ -6,31 +6,42 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from diagnostics_fixtures import IMG, classifier_cfg, fd_cfg, make_image_folder
+
 from mmfd.utils.errors import ConfigError
 
-PIPELINE = [dict(type='LoadImageFromFile'), dict(type='Resize', scale=(IMG, IMG)),
-            dict(type='PackInputs')]
+PIPELINE = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(IMG, IMG)),
+    dict(type='PackInputs')
+]
 
 
 def runner_cfg(work_dir, model, train_dataloader, custom_hooks, **extra):
     return dict(
-        model=model, work_dir=str(work_dir), default_scope='mmpretrain',
+        model=model,
+        work_dir=str(work_dir),
+        default_scope='mmpretrain',
         train_dataloader=train_dataloader,
         optim_wrapper=dict(optimizer=dict(type='AdamW', lr=1e-3)),
-        default_hooks=dict(logger=dict(type='LoggerHook', interval=1),
-                           checkpoint=dict(type='CheckpointHook', interval=100)),
-        visualizer=dict(type='UniversalVisualizer',
-                        vis_backends=[dict(type='TensorboardVisBackend')]),
-        custom_hooks=custom_hooks, randomness=dict(seed=0), **extra)
+        default_hooks=dict(
+            logger=dict(type='LoggerHook', interval=1),
+            checkpoint=dict(type='CheckpointHook', interval=100)),
+        visualizer=dict(
+            type='UniversalVisualizer', vis_backends=[dict(type='TensorboardVisBackend')]),
+        custom_hooks=custom_hooks,
+        randomness=dict(seed=0),
+        **extra)
 
 
 def loader(root, with_label, shuffle=True, **extra):
-    return dict(batch_size=2, num_workers=0, **extra,
-                sampler=dict(type='DefaultSampler', shuffle=shuffle),
-                dataset=dict(type='CustomDataset', data_root=str(root), with_label=with_label,
-                             pipeline=PIPELINE))
+    return dict(
+        batch_size=2,
+        num_workers=0,
+        **extra,
+        sampler=dict(type='DefaultSampler', shuffle=shuffle),
+        dataset=dict(
+            type='CustomDataset', data_root=str(root), with_label=with_label, pipeline=PIPELINE))
 
 
 def tensorboard_scalars(work_dir):
@@ -50,15 +61,24 @@ def make_runner(cfg):
 
 def test_fd_run_logs_scalars_and_writes_pngs(tmp_path):
     images = make_image_folder(tmp_path / 'images', n=4)
-    hook = dict(type='DiagnosticsHook', interval=2, by_epoch=False, before_train=True,
-                image_dir=str(images), num_images=3, batch_size=2,
-                metrics=('distance', 'diversity', 'maps', 'landscape'),
-                landscape=dict(points=3, num_batches=1), log_figures=True)
-    runner = make_runner(runner_cfg(
-        tmp_path / 'work', fd_cfg(),
-        loader(images, with_label=False, collate_fn=dict(type='default_collate')), [hook],
-        train_cfg=dict(type='IterBasedTrainLoop', max_iters=2),
-        log_processor=dict(by_epoch=False)))
+    hook = dict(
+        type='DiagnosticsHook',
+        interval=2,
+        by_epoch=False,
+        before_train=True,
+        image_dir=str(images),
+        num_images=3,
+        batch_size=2,
+        metrics=('distance', 'diversity', 'maps', 'landscape'),
+        landscape=dict(points=3, num_batches=1),
+        log_figures=True)
+    runner = make_runner(
+        runner_cfg(
+            tmp_path / 'work',
+            fd_cfg(),
+            loader(images, with_label=False, collate_fn=dict(type='default_collate')), [hook],
+            train_cfg=dict(type='IterBasedTrainLoop', max_iters=2),
+            log_processor=dict(by_epoch=False)))
     runner.train()
 
     for tag in ('init', 'iter_2'):
@@ -76,8 +96,8 @@ def test_fd_run_logs_scalars_and_writes_pngs(tmp_path):
     scalars = tensorboard_scalars(tmp_path / 'work')
     for tag in ('diagnostics/student/attn_distance', 'diagnostics/student/head_similarity',
                 'diagnostics/student/attn_distance/layer_01',
-                'diagnostics/teacher/head_similarity/layer_00',
-                'diagnostics/student/head_kl', 'diagnostics/landscape/curvature'):
+                'diagnostics/teacher/head_similarity/layer_00', 'diagnostics/student/head_kl',
+                'diagnostics/landscape/curvature'):
         assert [step for step, _ in scalars[tag]] == [0, 2], tag
     # the logged number is the JSON number
     report = json.loads((tmp_path / 'work/diagnostics/iter_2/diagnostics.json').read_text())
@@ -91,15 +111,23 @@ def test_fd_run_logs_scalars_and_writes_pngs(tmp_path):
 
 def test_classifier_after_val_uses_the_val_loader_and_changes_nothing(tmp_path):
     images = make_image_folder(tmp_path / 'images', n=4, classes=['a', 'b'])
-    hook = dict(type='DiagnosticsHook', interval=0, after_val=True, num_images=3,
-                targets=('student', 'teacher'),
-                metrics=('distance', 'diversity', 'landscape'),
-                landscape=dict(points=3, dim=2, num_batches=2))
-    runner = make_runner(runner_cfg(
-        tmp_path / 'work', classifier_cfg(), loader(images, True), [hook],
-        train_cfg=dict(by_epoch=True, max_epochs=1, val_interval=1),
-        val_dataloader=loader(images, True, shuffle=False), val_cfg=dict(),
-        val_evaluator=dict(type='Accuracy', topk=(1,))))
+    hook = dict(
+        type='DiagnosticsHook',
+        interval=0,
+        after_val=True,
+        num_images=3,
+        targets=('student', 'teacher'),
+        metrics=('distance', 'diversity', 'landscape'),
+        landscape=dict(points=3, dim=2, num_batches=2))
+    runner = make_runner(
+        runner_cfg(
+            tmp_path / 'work',
+            classifier_cfg(),
+            loader(images, True), [hook],
+            train_cfg=dict(by_epoch=True, max_epochs=1, val_interval=1),
+            val_dataloader=loader(images, True, shuffle=False),
+            val_cfg=dict(),
+            val_evaluator=dict(type='Accuracy', topk=(1, ))))
     runner.train()
     folder = tmp_path / 'work' / 'diagnostics' / 'val_epoch_1'
     report = json.loads((folder / 'diagnostics.json').read_text())
@@ -125,13 +153,20 @@ def test_classifier_after_val_uses_the_val_loader_and_changes_nothing(tmp_path):
 
 def test_fd_without_val_loader_falls_back_to_train_images(tmp_path):
     images = make_image_folder(tmp_path / 'images', n=4)
-    hook = dict(type='DiagnosticsHook', interval=1, by_epoch=False, num_images=3,
-                targets=('student',), metrics=('distance',))
-    runner = make_runner(runner_cfg(
-        tmp_path / 'work', fd_cfg(),
-        loader(images, with_label=False, collate_fn=dict(type='default_collate')), [hook],
-        train_cfg=dict(type='IterBasedTrainLoop', max_iters=1),
-        log_processor=dict(by_epoch=False)))
+    hook = dict(
+        type='DiagnosticsHook',
+        interval=1,
+        by_epoch=False,
+        num_images=3,
+        targets=('student', ),
+        metrics=('distance', ))
+    runner = make_runner(
+        runner_cfg(
+            tmp_path / 'work',
+            fd_cfg(),
+            loader(images, with_label=False, collate_fn=dict(type='default_collate')), [hook],
+            train_cfg=dict(type='IterBasedTrainLoop', max_iters=1),
+            log_processor=dict(by_epoch=False)))
     runner.train()
     folder = tmp_path / 'work' / 'diagnostics' / 'iter_1'
     report = json.loads((folder / 'diagnostics.json').read_text())
@@ -141,9 +176,10 @@ def test_fd_without_val_loader_falls_back_to_train_images(tmp_path):
 
 
 def test_dataloader_images_are_raw_rgb(tmp_path):
+    from diagnostics_fixtures import build
     from mmengine.runner import Runner
     from PIL import Image
-    from diagnostics_fixtures import build
+
     from mmfd.diagnostics import analysis
     (tmp_path / 'red').mkdir()
     for k in range(3):  # mmcv loads BGR; the preprocessor's to_rgb must be undone right
@@ -165,7 +201,7 @@ def test_hook_rejects_bad_options():
     with pytest.raises(ConfigError, match='metrics'):
         DiagnosticsHook(metrics=('distance', 'sharpness'))
     with pytest.raises(ConfigError, match='targets'):
-        DiagnosticsHook(targets=('pupil',))
+        DiagnosticsHook(targets=('pupil', ))
     with pytest.raises(ConfigError, match='landscape'):
         DiagnosticsHook(landscape=dict(dims=2))
 
@@ -182,10 +218,9 @@ def test_hook_resolves_from_every_toolbox_scope(scope, tmp_path):
     from mmfd.engine.hooks import DiagnosticsHook
     registry = importlib.import_module(f'{scope}.registry').HOOKS
     cfg_file = tmp_path / f'{scope}_hooks.py'
-    cfg_file.write_text(
-        f"default_scope = '{scope}'\n"
-        "custom_imports = dict(imports=['mmfd'], allow_failed_imports=False)\n"
-        "custom_hooks = [dict(type='DiagnosticsHook', interval=2, num_images=4)]\n")
+    cfg_file.write_text(f"default_scope = '{scope}'\n"
+                        "custom_imports = dict(imports=['mmfd'], allow_failed_imports=False)\n"
+                        "custom_hooks = [dict(type='DiagnosticsHook', interval=2, num_images=4)]\n")
     cfg = Config.fromfile(str(cfg_file))
     with DefaultScope.overwrite_default_scope(cfg.default_scope):
         hook = registry.build(cfg.custom_hooks[0])

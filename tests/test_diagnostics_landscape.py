@@ -22,8 +22,8 @@ class Quadratic(nn.Module):
         self.register_buffer('b_star', self.fc.bias.detach().clone().double())
 
     def loss_value(self) -> float:
-        return float(((self.fc.weight.double() - self.w_star) ** 2).sum()
-                     + ((self.fc.bias.double() - self.b_star) ** 2).sum())
+        return float(((self.fc.weight.double() - self.w_star)**2).sum() +
+                     ((self.fc.bias.double() - self.b_star)**2).sum())
 
 
 def test_filter_normalisation():
@@ -46,7 +46,7 @@ def test_quadratic_loss_gives_the_known_parabola():
     c2 = float(model.fc.weight.detach().double().pow(2).sum())
     alphas = np.asarray(res['alphas'])
     np.testing.assert_allclose(alphas, np.linspace(-2, 2, 11))
-    np.testing.assert_allclose(res['losses'], c2 * alphas ** 2, rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(res['losses'], c2 * alphas**2, rtol=1e-5, atol=1e-9)
     assert res['sharpness']['curvature'] == pytest.approx(2 * c2, rel=1e-5)
     assert res['sharpness']['rise'] == pytest.approx(c2 * 4, rel=1e-5)
     assert res['num_parameters'] == 15
@@ -64,7 +64,7 @@ def test_quadratic_surface_2d():
     n1, n2 = d1['fc.weight'].double(), d2['fc.weight'].double()
     cross = float((n1 * n2).sum())
     A, B = np.meshgrid(axis, axis, indexing='ij')
-    expected = (A ** 2 + B ** 2) * float(W.pow(2).sum()) + 2 * A * B * cross
+    expected = (A**2 + B**2) * float(W.pow(2).sum()) + 2 * A * B * cross
     np.testing.assert_allclose(z, expected, rtol=1e-5, atol=1e-9)
     res = loss_landscape(model, model.loss_value, dim=2, points=5, span=1.0, seed=0)
     np.testing.assert_allclose(res['losses'], expected, rtol=1e-5, atol=1e-9)
@@ -80,7 +80,7 @@ def test_directions_are_reproducible_and_seed_dependent():
 
 def test_sharpness_definitions():
     a = np.linspace(-1, 1, 9)
-    res = sharpness(a, 3 + 0.5 * a + 2 * a ** 2, radius=0.5)
+    res = sharpness(a, 3 + 0.5 * a + 2 * a**2, radius=0.5)
     assert res['curvature'] == pytest.approx(4.0)
     assert res['rise'] == pytest.approx(2 * 0.25)
     assert res['loss_at_0'] == pytest.approx(3.0)

@@ -15,9 +15,10 @@ from mmfd.utils.errors import ConfigError
 def mean_pairwise_distance(h, w, ph, pw):
     """Mean over ALL ordered pairs (self-pairs included) of patch-centre distances."""
     cells = list(itertools.product(range(h), range(w)))
-    total = sum(math.hypot((a[0] - b[0]) * ph, (a[1] - b[1]) * pw)
-                for a, b in itertools.product(cells, cells))
-    return total / len(cells) ** 2
+    total = sum(
+        math.hypot((a[0] - b[0]) * ph, (a[1] - b[1]) * pw)
+        for a, b in itertools.product(cells, cells))
+    return total / len(cells)**2
 
 
 def with_cls(patch_attn, cls_mass=0.0):
@@ -34,7 +35,7 @@ def with_cls(patch_attn, cls_mass=0.0):
 def test_identity_attention_has_distance_zero(renormalize):
     attn = torch.eye(17).expand(2, 3, 17, 17)
     d = attention_distance(attn, (4, 4), 16, num_prefix_tokens=1, renormalize=renormalize)
-    assert d.shape == (3,)
+    assert d.shape == (3, )
     assert torch.equal(d, torch.zeros(3, dtype=d.dtype))
 
 
@@ -53,8 +54,8 @@ def test_uniform_attention_gives_exact_mean_pairwise_distance(grid, patch):
     np.testing.assert_allclose(raw.numpy(), expected * n / (n + 1), rtol=1e-12)
     # no prefix at all (windowed attention)
     flat = torch.full((1, 1, n, n), 1.0 / n, dtype=torch.float64)
-    np.testing.assert_allclose(attention_distance(flat, grid, patch, 0).numpy(), expected,
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        attention_distance(flat, grid, patch, 0).numpy(), expected, rtol=1e-12)
 
 
 def test_point_mass_attention_and_cls_mass():
@@ -75,8 +76,8 @@ def test_head_similarity_closed_forms():
     rows = torch.rand(2, 1, 10, 10, generator=gen).softmax(-1)
     identical = rows.expand(2, 4, 10, 10)
     assert head_similarity(identical, num_prefix_tokens=0) == pytest.approx(1.0, abs=1e-6)
-    np.testing.assert_allclose(head_similarity_matrix(identical, 0).numpy(),
-                               np.ones((4, 4)), atol=1e-6)
+    np.testing.assert_allclose(
+        head_similarity_matrix(identical, 0).numpy(), np.ones((4, 4)), atol=1e-6)
     # disjoint keys: head 0 only even keys, head 1 only odd keys -> 0
     r = torch.rand(2, 10, 10, generator=gen)
     even, odd = r.clone(), r.clone()

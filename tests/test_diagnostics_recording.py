@@ -3,9 +3,9 @@ fused kernels back on (and hooks gone) after the context."""
 import pytest
 import torch
 import torch.nn.functional as F
+from diagnostics_fixtures import IMG, build, fd_cfg, images, randomize_, vit_backbone_cfg
 from torch import nn
 
-from diagnostics_fixtures import IMG, build, fd_cfg, images, randomize_, vit_backbone_cfg
 from mmfd.diagnostics import AttentionRecorder, resolve_geometry
 from mmfd.utils.errors import ConfigError
 
@@ -35,8 +35,8 @@ def capture_inputs(modules):
     """Forward pre-hooks storing each module's first input (and kwargs)."""
     store, handles = [], []
     for m in modules:
-        handles.append(m.register_forward_pre_hook(
-            lambda mod, a, kw: store.append((a, kw)), with_kwargs=True))
+        handles.append(
+            m.register_forward_pre_hook(lambda mod, a, kw: store.append((a, kw)), with_kwargs=True))
     return store, handles
 
 
@@ -73,9 +73,15 @@ def test_mmpretrain_vit_recomputed_maps_reproduce_the_sdpa_output():
 
 
 def test_mmpretrain_beit_explicit_path_is_observed():
-    cfg = dict(type='BEiTViT', img_size=IMG, patch_size=8, out_type='raw',
-               use_abs_pos_emb=False, use_rel_pos_bias=True, layer_scale_init_value=0.1,
-               arch=dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64))
+    cfg = dict(
+        type='BEiTViT',
+        img_size=IMG,
+        patch_size=8,
+        out_type='raw',
+        use_abs_pos_emb=False,
+        use_rel_pos_bias=True,
+        layer_scale_init_value=0.1,
+        arch=dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64))
     model = randomize_(build(cfg))
     x = images()
     reference = plain(model, x)
@@ -87,8 +93,12 @@ def test_mmpretrain_beit_explicit_path_is_observed():
 
 def test_fdvit_flips_fused_only_while_recording():
     fd_vit = pytest.importorskip('mmfd.models.backbones.fd_vit')
-    cfg = dict(type='FDViT', img_size=IMG, patch_size=8, drop_path_rate=0.0,
-               arch=dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64))
+    cfg = dict(
+        type='FDViT',
+        img_size=IMG,
+        patch_size=8,
+        drop_path_rate=0.0,
+        arch=dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64))
     model = randomize_(build(cfg))
     attns = [layer.attn for layer in model.layers]
     assert all(isinstance(a, fd_vit.FDAttention) and a.fused for a in attns)
@@ -100,10 +110,10 @@ def test_fdvit_flips_fused_only_while_recording():
     for a in attns:
         del a.fused  # back to the class default (True)
     out, rec = run(model, x)
-    assert torch.equal(out, explicit)                       # recording == explicit path
+    assert torch.equal(out, explicit)  # recording == explicit path
     torch.testing.assert_close(out, fused, atol=1e-5, rtol=1e-5)  # == fused up to rounding
     assert all(a.fused and 'fused' not in vars(a) for a in attns)  # flag restored
-    assert torch.equal(plain(model, x), fused)             # fast path back on
+    assert torch.equal(plain(model, x), fused)  # fast path back on
     check_maps(rec, 2, (2, 2, 17, 17))
     assert_clean(model)
 
@@ -111,14 +121,24 @@ def test_fdvit_flips_fused_only_while_recording():
 @pytest.mark.parametrize('version', ['v1', 'v2'])
 def test_mmpretrain_swin_windows(version):
     if version == 'v1':
-        cfg = dict(type='SwinTransformer', img_size=IMG, patch_size=4, window_size=4,
-                   out_indices=(1,), drop_path_rate=0.,
-                   arch=dict(embed_dims=16, depths=[2, 2], num_heads=[2, 4]))
+        cfg = dict(
+            type='SwinTransformer',
+            img_size=IMG,
+            patch_size=4,
+            window_size=4,
+            out_indices=(1, ),
+            drop_path_rate=0.,
+            arch=dict(embed_dims=16, depths=[2, 2], num_heads=[2, 4]))
     else:
-        cfg = dict(type='SwinTransformerV2', img_size=IMG, patch_size=4, window_size=[4, 4],
-                   out_indices=(1,), drop_path_rate=0., pretrained_window_sizes=[0, 0],
-                   arch=dict(embed_dims=16, depths=[2, 2], num_heads=[2, 4],
-                             extra_norm_every_n_blocks=0))
+        cfg = dict(
+            type='SwinTransformerV2',
+            img_size=IMG,
+            patch_size=4,
+            window_size=[4, 4],
+            out_indices=(1, ),
+            drop_path_rate=0.,
+            pretrained_window_sizes=[0, 0],
+            arch=dict(embed_dims=16, depths=[2, 2], num_heads=[2, 4], extra_norm_every_n_blocks=0))
     model = randomize_(build(cfg))
     x = images()
     reference = plain(model, x)
@@ -139,8 +159,9 @@ def test_mmpretrain_swin_windows(version):
 def tiny_timm_vit():
     from timm.models.vision_transformer import VisionTransformer
     torch.manual_seed(0)
-    return randomize_(VisionTransformer(img_size=IMG, patch_size=8, embed_dim=32, depth=2,
-                                        num_heads=2, num_classes=0))
+    return randomize_(
+        VisionTransformer(
+            img_size=IMG, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=0))
 
 
 def test_timm_vit_fused_path_recomputed_equals_explicit_hooks():
@@ -150,7 +171,7 @@ def test_timm_vit_fused_path_recomputed_equals_explicit_hooks():
     for a in attns:
         a.fused_attn = True
     fused = plain(model, x)
-    out, rec = run(model, x)                     # auto: recompute, no flag change
+    out, rec = run(model, x)  # auto: recompute, no flag change
     assert torch.equal(out, fused)
     assert all(a.fused_attn for a in attns)
     check_maps(rec, 2, (2, 2, 17, 17))
@@ -159,8 +180,7 @@ def test_timm_vit_fused_path_recomputed_equals_explicit_hooks():
     for a in attns:
         a.fused_attn = False
     seen = []
-    handles = [a.attn_drop.register_forward_pre_hook(lambda m, i: seen.append(i[0]))
-               for a in attns]
+    handles = [a.attn_drop.register_forward_pre_hook(lambda m, i: seen.append(i[0])) for a in attns]
     explicit = plain(model, x)
     for h in handles:
         h.remove()
@@ -183,14 +203,20 @@ def test_timm_vit_fused_path_recomputed_equals_explicit_hooks():
 def test_timm_swin(fused):
     from timm.models.swin_transformer import SwinTransformer
     torch.manual_seed(0)
-    model = randomize_(SwinTransformer(img_size=IMG, patch_size=4, window_size=4, embed_dim=16,
-                                       depths=(2, 2), num_heads=(2, 4), num_classes=0))
+    model = randomize_(
+        SwinTransformer(
+            img_size=IMG,
+            patch_size=4,
+            window_size=4,
+            embed_dim=16,
+            depths=(2, 2),
+            num_heads=(2, 4),
+            num_classes=0))
     blocks = [b for stage in model.layers for b in stage.blocks]
     for b in blocks:
         b.attn.fused_attn = False
     seen = []
-    handles = [b.attn.softmax.register_forward_hook(lambda m, i, o: seen.append(o))
-               for b in blocks]
+    handles = [b.attn.softmax.register_forward_hook(lambda m, i, o: seen.append(o)) for b in blocks]
     x = images()
     explicit = plain(model, x)
     for h in handles:
@@ -215,9 +241,17 @@ def test_timm_swin(fused):
 def test_open_clip_tower(block_type):
     from open_clip.transformer import VisionTransformer
     torch.manual_seed(0)
-    model = randomize_(VisionTransformer(image_size=IMG, patch_size=8, width=64, layers=2,
-                                         heads=2, mlp_ratio=2.0, output_dim=16,
-                                         block_type=block_type), scale=0.1)
+    model = randomize_(
+        VisionTransformer(
+            image_size=IMG,
+            patch_size=8,
+            width=64,
+            layers=2,
+            heads=2,
+            mlp_ratio=2.0,
+            output_dim=16,
+            block_type=block_type),
+        scale=0.1)
     x = images()
     reference = plain(model, x)
     blocks = model.transformer.resblocks
@@ -263,7 +297,7 @@ def test_train_mode_restored_and_unknown_models_rejected():
     model = build(fd_cfg())
     model.train()
     flags = {name: m.training for name, m in model.named_modules()}
-    target = analysis.select_targets(model, ('student',))[0]
+    target = analysis.select_targets(model, ('student', ))[0]
     analysis.attention_statistics(target, torch.rand(1, 3, IMG, IMG) * 255)
     assert flags == {name: m.training for name, m in model.named_modules()}
     assert model.teacher.training is False
@@ -274,15 +308,23 @@ def test_train_mode_restored_and_unknown_models_rejected():
 
 # ------------------------------------------------------------------ teacher zoo
 TEACHERS = {
-    'clip': (dict(type='CLIPTeacher', allow_random_init=True, arch=dict(
-        embed_dim=16, vision_cfg=dict(image_size=IMG, layers=2, width=64, patch_size=8))),
-        [((4, 4), 8.0, 1)] * 2),
-    'vit': (dict(type='ViTTeacher', img_size=IMG, allow_random_init=True,
-                 arch=dict(patch_size=8, embed_dim=24, depth=2, num_heads=3)),
-            [((4, 4), 8.0, 1)] * 2),
-    'swin': (dict(type='SwinTeacher', img_size=IMG, allow_random_init=True, out_stage=2,
-                  arch=dict(embed_dim=16, depths=(2, 2), num_heads=(2, 4), window_size=4)),
-             [((4, 4), 4.0, 0)] * 2 + [((4, 4), 8.0, 0)] * 2),
+    'clip': (dict(
+        type='CLIPTeacher',
+        allow_random_init=True,
+        arch=dict(embed_dim=16, vision_cfg=dict(image_size=IMG, layers=2, width=64,
+                                                patch_size=8))), [((4, 4), 8.0, 1)] * 2),
+    'vit': (dict(
+        type='ViTTeacher',
+        img_size=IMG,
+        allow_random_init=True,
+        arch=dict(patch_size=8, embed_dim=24, depth=2, num_heads=3)), [((4, 4), 8.0, 1)] * 2),
+    'swin': (dict(
+        type='SwinTeacher',
+        img_size=IMG,
+        allow_random_init=True,
+        out_stage=2,
+        arch=dict(embed_dim=16, depths=(2, 2), num_heads=(2, 4),
+                  window_size=4)), [((4, 4), 4.0, 0)] * 2 + [((4, 4), 8.0, 0)] * 2),
 }
 
 
@@ -292,7 +334,7 @@ def test_teacher_zoo(name):
     cfg, expected = TEACHERS[name]
     teacher = build(cfg)
     raw = torch.rand(2, 3, IMG, IMG) * 255
-    target, = analysis.select_targets(teacher, ('teacher',), strict=True)
+    target, = analysis.select_targets(teacher, ('teacher', ), strict=True)
     x = analysis.normalise(raw, *analysis._stats(teacher.mean, teacher.std))
     reference = teacher(x).tokens
     with torch.no_grad(), AttentionRecorder(teacher):

@@ -6,13 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from diagnostics_fixtures import (build, classifier_cfg, fd_cfg, make_image_folder, randomize_,
+                                  save_mmengine_checkpoint)
 from PIL import Image
 
-from diagnostics_fixtures import (build, classifier_cfg, fd_cfg, make_image_folder,
-                                  randomize_, save_mmengine_checkpoint)
-from mmfd.diagnostics import (AttentionRecorder, attention_distance, distance_spread, head_kl,
-                              head_similarity, make_loss_fn, resolve_geometry)
-from mmfd.diagnostics import analysis
+from mmfd.diagnostics import (AttentionRecorder, analysis, attention_distance, distance_spread,
+                              head_kl, head_similarity, make_loss_fn, resolve_geometry)
 from mmfd.diagnostics.loading import load_model
 from mmfd.utils.errors import ConfigError
 
@@ -32,9 +31,10 @@ def files(tmp_path_factory):
     images = make_image_folder(root / 'images', n=6)
     cls_model = randomize_(build(classifier_cfg()), scale=0.1)
     fd_model = randomize_(build(fd_cfg()), scale=0.1)
-    return dict(images=images,
-                cls=save_mmengine_checkpoint(cls_model, classifier_cfg(), root / 'cls.pth'),
-                fd=save_mmengine_checkpoint(fd_model, fd_cfg(), root / 'fd.pth'))
+    return dict(
+        images=images,
+        cls=save_mmengine_checkpoint(cls_model, classifier_cfg(), root / 'cls.pth'),
+        fd=save_mmengine_checkpoint(fd_model, fd_cfg(), root / 'fd.pth'))
 
 
 def expected_numbers(checkpoint, which, images, num_images):
@@ -49,27 +49,34 @@ def expected_numbers(checkpoint, which, images, num_images):
     for r in rec.records:
         geo = resolve_geometry(r)
         d = attention_distance(r.attn, geo.grid, geo.stride, geo.num_prefix_tokens)
-        layers.append(dict(distance=d.numpy(), spread=distance_spread(d),
-                           sim=head_similarity(r.attn, geo.num_prefix_tokens),
-                           kl=head_kl(r.attn, geo.num_prefix_tokens), geo=geo))
+        layers.append(
+            dict(
+                distance=d.numpy(),
+                spread=distance_spread(d),
+                sim=head_similarity(r.attn, geo.num_prefix_tokens),
+                kl=head_kl(r.attn, geo.num_prefix_tokens),
+                geo=geo))
     return layers
 
 
 def test_analyze_attention_writes_pngs_and_json_matching_the_functions(files, tmp_path):
     out = tmp_path / 'out'
     tool('analyze_attention').main([
-        str(files['cls']), str(files['fd']), str(files['fd']),
-        '--model', 'student', 'student', 'teacher', '--images', str(files['images']),
-        '--out', str(out), '--num-images', '5', '--batch-size', '2'])
-    for name in ('attention_distance', 'head_diversity', 'attention_maps_0',
-                 'attention_maps_1', 'attention_maps_2'):
+        str(files['cls']),
+        str(files['fd']),
+        str(files['fd']), '--model', 'student', 'student', 'teacher', '--images',
+        str(files['images']), '--out',
+        str(out), '--num-images', '5', '--batch-size', '2'
+    ])
+    for name in ('attention_distance', 'head_diversity', 'attention_maps_0', 'attention_maps_1',
+                 'attention_maps_2'):
         with Image.open(out / f'{name}.png') as png:
             assert min(png.size) > 100
     report = json.loads((out / 'attention.json').read_text())
     models = report['models']
     assert list(models) == ['cls/student', 'fd/student', 'fd/teacher']
-    for label, checkpoint, which in (('cls/student', files['cls'], 'student'),
-                                     ('fd/student', files['fd'], 'student'),
+    for label, checkpoint, which in (('cls/student', files['cls'],
+                                      'student'), ('fd/student', files['fd'], 'student'),
                                      ('fd/teacher', files['fd'], 'teacher')):
         entry = models[label]
         assert entry['num_images'] == 5 and entry['num_layers'] == 2
@@ -90,12 +97,18 @@ def test_analyze_attention_writes_pngs_and_json_matching_the_functions(files, tm
 def test_analyze_attention_options(files, tmp_path):
     analyze = tool('analyze_attention')
     with pytest.raises(ConfigError, match='no teacher'):
-        analyze.main([str(files['cls']), '--model', 'teacher', '--images',
-                      str(files['images']), '--out', str(tmp_path)])
+        analyze.main([
+            str(files['cls']), '--model', 'teacher', '--images',
+            str(files['images']), '--out',
+            str(tmp_path)
+        ])
     # --cfg-options reach the rebuilt model (e.g. a local teacher checkpoint path)
-    results = analyze.main([str(files['fd']), '--model', 'teacher', '--images',
-                            str(files['images']), '--out', str(tmp_path), '--num-images', '2',
-                            '--no-kl', '--cfg-options', 'model.teacher.arch.num_heads=2'])
+    results = analyze.main([
+        str(files['fd']), '--model', 'teacher', '--images',
+        str(files['images']), '--out',
+        str(tmp_path), '--num-images', '2', '--no-kl', '--cfg-options',
+        'model.teacher.arch.num_heads=2'
+    ])
     layer = results['fd/teacher']['layers'][0]
     assert layer['num_heads'] == 2 and 'head_kl' not in layer
 
@@ -103,8 +116,11 @@ def test_analyze_attention_options(files, tmp_path):
 def test_loss_landscape_tool(files, tmp_path):
     landscape = tool('loss_landscape')
     out = tmp_path / 'ls'
-    landscape.main([str(files['fd']), '--images', str(files['images']), '--out', str(out),
-                    '--points', '5', '--num-images', '4', '--batch-size', '2'])
+    landscape.main([
+        str(files['fd']), '--images',
+        str(files['images']), '--out',
+        str(out), '--points', '5', '--num-images', '4', '--batch-size', '2'
+    ])
     assert (out / 'landscape_1d.png').stat().st_size > 1000
     result = json.loads((out / 'landscape.json').read_text())['models']['fd/model']
     assert result['alphas'] == pytest.approx([-1, -0.5, 0, 0.5, 1])
@@ -116,21 +132,28 @@ def test_loss_landscape_tool(files, tmp_path):
     assert result['losses'][2] == pytest.approx(loss, rel=1e-6)
     assert set(result['sharpness']) == {'curvature', 'rise', 'radius', 'loss_at_0'}
 
-    landscape.main([str(files['fd']), '--images', str(files['images']), '--out', str(out),
-                    '--points', '3', '--dim', '2', '--num-images', '4'])
+    landscape.main([
+        str(files['fd']), '--images',
+        str(files['images']), '--out',
+        str(out), '--points', '3', '--dim', '2', '--num-images', '4'
+    ])
     surface = json.loads((out / 'landscape.json').read_text())['models']['fd/model']
     assert np.asarray(surface['losses']).shape == (3, 3)
     assert surface['losses'][1][1] == pytest.approx(loss, rel=1e-6)
     assert (out / 'landscape_2d.png').exists()
 
     with pytest.raises(ConfigError, match='labelled'):  # a classifier needs labels
-        landscape.main([str(files['cls']), '--images', str(files['images']), '--out',
-                        str(out), '--points', '3'])
+        landscape.main([
+            str(files['cls']), '--images',
+            str(files['images']), '--out',
+            str(out), '--points', '3'
+        ])
 
 
 def test_load_model_uses_the_top_level_data_preprocessor(tmp_path):
     """Configs in the mm convention declare data_preprocessor at top level."""
     from mmengine.config import Config
+
     from mmfd.diagnostics.loading import load_model
     cfg = Config.fromfile('configs/fd/deit_vitb.py')
     assert 'data_preprocessor' not in cfg.model

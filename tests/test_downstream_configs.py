@@ -35,7 +35,7 @@ def test_finetune_recipe(name):
         assert backbone.use_rel_pos_bias and not backbone.use_shared_rel_pos_bias
         assert backbone.out_type == 'avg_featmap' and not backbone.final_norm
         assert backbone.layer_cfgs == SINGLE_DROP_PATH
-    else:   # SwinV2 with drop path after the post-norm
+    else:  # SwinV2 with drop path after the post-norm
         assert backbone.type == 'FDSwinTransformerV2'
     optim = cfg.optim_wrapper
     assert optim.optimizer.type == 'AdamW' and optim.optimizer.lr == lr

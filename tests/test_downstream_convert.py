@@ -5,6 +5,8 @@ import importlib.util
 
 import pytest
 import torch
+from downstream_fixtures import (REPO, TINY_SWIN, TINY_SWIN_IMG, TINY_SWIN_WINDOWS, TINY_VIT,
+                                 TINY_VIT_IMG, make_fd_swin_checkpoint, make_fd_vit_checkpoint)
 from mmpretrain.models import BEiTViT, SwinTransformerV2
 
 import mmfd  # noqa: F401  (registers FDViT and the rest)
@@ -12,16 +14,11 @@ import mmfd.engine.optimizers  # noqa: F401
 import mmfd.models.necks  # noqa: F401
 import mmfd.models.utils  # noqa: F401
 from mmfd.checkpoint.fd_to_backbone import (convert_fd_checkpoint, load_fd_student,
-                                            relative_position_index,
-                                            resize_rel_pos_table)
+                                            relative_position_index, resize_rel_pos_table)
 from mmfd.engine.optimizers.layer_decay import (LayerDecayOptimWrapperConstructor,
                                                 swin_v2_layer_depth)
 from mmfd.models.necks import SimpleFPN
 from mmfd.utils.errors import CheckpointError
-
-from downstream_fixtures import (REPO, TINY_SWIN, TINY_SWIN_IMG, TINY_SWIN_WINDOWS,
-                                  TINY_VIT, TINY_VIT_IMG, make_fd_swin_checkpoint,
-                                  make_fd_vit_checkpoint)
 
 SHARED = 'rel_pos_bias.relative_position_bias_table'
 
@@ -37,13 +34,22 @@ def fd_swin(tmp_path_factory):
 
 
 def finetune_vit(checkpoint, img_size=TINY_VIT_IMG, prefix='backbone.', **init):
-    model = BEiTViT(arch=TINY_VIT, img_size=img_size, patch_size=16,
-                    use_rel_pos_bias=True, use_shared_rel_pos_bias=False,
-                    layer_scale_init_value=0.1, final_norm=False,
-                    out_type='avg_featmap',
-                    init_cfg=dict(type='StrictPretrained', checkpoint=str(checkpoint),
-                                  prefix=prefix, ignore_missing=[r'^ln2\.'],
-                                  ignore_unexpected=[r'^ln1\.'], **init))
+    model = BEiTViT(
+        arch=TINY_VIT,
+        img_size=img_size,
+        patch_size=16,
+        use_rel_pos_bias=True,
+        use_shared_rel_pos_bias=False,
+        layer_scale_init_value=0.1,
+        final_norm=False,
+        out_type='avg_featmap',
+        init_cfg=dict(
+            type='StrictPretrained',
+            checkpoint=str(checkpoint),
+            prefix=prefix,
+            ignore_missing=[r'^ln2\.'],
+            ignore_unexpected=[r'^ln1\.'],
+            **init))
     model.init_weights()
     return model
 
@@ -66,8 +72,7 @@ def test_vit_conversion_keeps_every_student_tensor(fd_vit, tmp_path):
             continue
         assert torch.equal(converted[key], value), key  # every tensor, bit for bit
     for i in range(TINY_VIT['num_layers']):
-        assert torch.equal(converted[f'layers.{i}.attn.relative_position_bias_table'],
-                           shared)
+        assert torch.equal(converted[f'layers.{i}.attn.relative_position_bias_table'], shared)
         assert torch.equal(converted[f'layers.{i}.attn.relative_position_index'],
                            student.rel_pos_bias.relative_position_index)
     n_student = len(student.state_dict()) - 2  # shared table + index
@@ -163,14 +168,13 @@ def test_safetensors_export_loads(fd_vit, tmp_path):
     from safetensors.torch import load_file
     assert 'backbone.layers.0.attn.relative_position_bias_table' in load_file(str(out))
     model = finetune_vit(out)
-    assert torch.equal(model.patch_embed.projection.weight,
-                       student.patch_embed.projection.weight)
+    assert torch.equal(model.patch_embed.projection.weight, student.patch_embed.projection.weight)
 
 
 def test_cli(fd_vit, tmp_path, capsys):
     path, _ = fd_vit
-    spec = importlib.util.spec_from_file_location(
-        'convert_fd_checkpoint', REPO / 'tools' / 'convert_fd_checkpoint.py')
+    spec = importlib.util.spec_from_file_location('convert_fd_checkpoint',
+                                                  REPO / 'tools' / 'convert_fd_checkpoint.py')
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
     out = tmp_path / 'cli.pth'
@@ -209,10 +213,13 @@ def test_swin_conversion_and_load(fd_swin, tmp_path):
         else:
             assert torch.equal(converted[key], value), key
     model = SwinTransformerV2(
-        arch=TINY_SWIN, img_size=TINY_SWIN_IMG, window_size=TINY_SWIN_WINDOWS,
-        out_indices=(0, 1, 2, 3), pad_small_map=True,
-        init_cfg=dict(type='StrictPretrained', checkpoint=str(out),
-                      ignore_missing=[r'^norm[012]\.']))
+        arch=TINY_SWIN,
+        img_size=TINY_SWIN_IMG,
+        window_size=TINY_SWIN_WINDOWS,
+        out_indices=(0, 1, 2, 3),
+        pad_small_map=True,
+        init_cfg=dict(
+            type='StrictPretrained', checkpoint=str(out), ignore_missing=[r'^norm[012]\.']))
     model.init_weights()
     loaded = model.state_dict()
     for key, value in student.state_dict().items():
@@ -225,8 +232,11 @@ def test_swin_conversion_and_load(fd_swin, tmp_path):
 # ----------------------------------------------------------------- strict loading
 def test_strict_loader_fails_on_a_checkpoint_that_matches_nothing(tmp_path):
     wrong = tmp_path / 'resnet_like.pth'
-    torch.save({'state_dict': {'conv1.weight': torch.zeros(8, 3, 7, 7),
-                               'fc.weight': torch.zeros(10, 8)}}, wrong)
+    torch.save(
+        {'state_dict': {
+            'conv1.weight': torch.zeros(8, 3, 7, 7),
+            'fc.weight': torch.zeros(10, 8)
+        }}, wrong)
     with pytest.raises(CheckpointError) as err:
         finetune_vit(wrong, prefix=None)
     message = str(err.value)
@@ -247,9 +257,13 @@ def test_strict_loader_fails_on_wrong_prefix_and_wrong_arch(fd_vit, tmp_path):
     convert_fd_checkpoint(path, prefixed, target='mmpretrain')
     with pytest.raises(CheckpointError, match=r"set prefix='backbone\.'"):
         finetune_vit(prefixed, prefix=None)
-    wide = BEiTViT(arch=dict(TINY_VIT, embed_dims=64), img_size=TINY_VIT_IMG,
-                   patch_size=16, use_rel_pos_bias=True, out_type='avg_featmap',
-                   init_cfg=dict(type='StrictPretrained', checkpoint=str(out)))
+    wide = BEiTViT(
+        arch=dict(TINY_VIT, embed_dims=64),
+        img_size=TINY_VIT_IMG,
+        patch_size=16,
+        use_rel_pos_bias=True,
+        out_type='avg_featmap',
+        init_cfg=dict(type='StrictPretrained', checkpoint=str(out)))
     with pytest.raises(CheckpointError, match='does not fit BEiTViT'):
         wide.init_weights()
 
@@ -258,10 +272,14 @@ def test_strict_loader_fails_on_undeclared_missing_keys(fd_vit, tmp_path):
     path, _ = fd_vit
     out = tmp_path / 'vit.pth'
     convert_fd_checkpoint(path, out, target='mmpretrain')
-    model = BEiTViT(arch=TINY_VIT, img_size=TINY_VIT_IMG, patch_size=16,
-                    use_rel_pos_bias=True, out_type='avg_featmap',
-                    init_cfg=dict(type='StrictPretrained', checkpoint=str(out),
-                                  prefix='backbone.'))  # ln1 / ln2 not declared
+    model = BEiTViT(
+        arch=TINY_VIT,
+        img_size=TINY_VIT_IMG,
+        patch_size=16,
+        use_rel_pos_bias=True,
+        out_type='avg_featmap',
+        init_cfg=dict(type='StrictPretrained', checkpoint=str(out),
+                      prefix='backbone.'))  # ln1 / ln2 not declared
     with pytest.raises(CheckpointError) as err:
         model.init_weights()
     assert 'missing keys (2): ln2.weight, ln2.bias' in str(err.value)
@@ -270,6 +288,7 @@ def test_strict_loader_fails_on_undeclared_missing_keys(fd_vit, tmp_path):
 
 # ----------------------------------------------------------------- layer decay
 class Detector(torch.nn.Module):
+
     def __init__(self, backbone):
         super().__init__()
         self.backbone = backbone
@@ -278,16 +297,15 @@ class Detector(torch.nn.Module):
 
 def _groups(model, rate=0.5):
     constructor = LayerDecayOptimWrapperConstructor(
-        dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1.0,
-                                                 weight_decay=0.05)),
+        dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1.0, weight_decay=0.05)),
         dict(layer_decay_rate=rate, flat_decay_mult=0.0))
     wrapper = constructor(model)
     return {g['param_name']: g for g in wrapper.optimizer.param_groups}
 
 
 def test_layer_decay_on_a_detector_with_vit():
-    model = Detector(BEiTViT(arch=TINY_VIT, img_size=TINY_VIT_IMG, patch_size=16,
-                             out_type='featmap'))
+    model = Detector(
+        BEiTViT(arch=TINY_VIT, img_size=TINY_VIT_IMG, patch_size=16, out_type='featmap'))
     groups = _groups(model)
     depth = TINY_VIT['num_layers'] + 2
     assert groups['neck.weight']['lr'] == 1.0
@@ -299,8 +317,8 @@ def test_layer_decay_on_a_detector_with_vit():
 
 
 def test_layer_decay_swin_v2_fallback():
-    backbone = SwinTransformerV2(arch=TINY_SWIN, img_size=TINY_SWIN_IMG,
-                                 window_size=TINY_SWIN_WINDOWS, out_indices=(3, ))
+    backbone = SwinTransformerV2(
+        arch=TINY_SWIN, img_size=TINY_SWIN_IMG, window_size=TINY_SWIN_WINDOWS, out_indices=(3, ))
     assert not hasattr(backbone, 'get_layer_depth')
     depth = sum(TINY_SWIN['depths']) + 2  # 7
     assert swin_v2_layer_depth(backbone, 'backbone.patch_embed.projection.weight',
@@ -318,12 +336,10 @@ def test_layer_decay_swin_v2_fallback():
 
 # ----------------------------------------------------------------- SimpleFPN
 def test_simple_fpn_pyramid():
-    neck = SimpleFPN(backbone_channel=32, in_channels=[8, 16, 32, 32], out_channels=16,
-                     num_outs=5)
+    neck = SimpleFPN(backbone_channel=32, in_channels=[8, 16, 32, 32], out_channels=16, num_outs=5)
     neck.init_weights()
     outs = neck((torch.randn(2, 32, 8, 8), ))
-    assert [tuple(o.shape[-2:]) for o in outs] == [(32, 32), (16, 16), (8, 8), (4, 4),
-                                                   (2, 2)]
+    assert [tuple(o.shape[-2:]) for o in outs] == [(32, 32), (16, 16), (8, 8), (4, 4), (2, 2)]
     assert all(o.shape[:2] == (2, 16) for o in outs)
     with pytest.raises(ValueError, match='c/4, c/2, c, c'):
         SimpleFPN(backbone_channel=32, in_channels=[32] * 4, out_channels=16, num_outs=5)
@@ -341,23 +357,31 @@ def test_checkpoint_written_by_fd_training_converts_and_loads(tmp_path):
     images = fd_fixtures.make_image_folder(tmp_path / 'images', n=4)
     teacher = fd_fixtures.make_timm_vit_checkpoint(tmp_path / 'teacher.pth')
     load_train_tool().main([
-        str(config), '--work-dir', str(tmp_path / 'fd'), '--no-amp', '--cfg-options',
-        f'model.teacher.checkpoint={teacher}',
-        f'train_dataloader.dataset.data_root={images}', 'train_cfg.max_iters=2'])
+        str(config), '--work-dir',
+        str(tmp_path / 'fd'), '--no-amp', '--cfg-options', f'model.teacher.checkpoint={teacher}',
+        f'train_dataloader.dataset.data_root={images}', 'train_cfg.max_iters=2'
+    ])
     fd_ckpt = tmp_path / 'fd' / 'iter_2.pth'
     student = torch.load(fd_ckpt, weights_only=True)['state_dict']
-    student = {k[len('backbone.'):]: v for k, v in student.items()
-               if k.startswith('backbone.')}
+    student = {k[len('backbone.'):]: v for k, v in student.items() if k.startswith('backbone.')}
 
     out = tmp_path / 'fd_mmpretrain.pth'
     convert_fd_checkpoint(fd_ckpt, out, target='mmpretrain')
     from mmengine.config import Config
     arch = Config.fromfile(config).model.backbone.arch
-    model = BEiTViT(arch=dict(arch), img_size=64, patch_size=16, use_rel_pos_bias=True,
-                    final_norm=False, out_type='avg_featmap',
-                    init_cfg=dict(type='StrictPretrained', checkpoint=str(out),
-                                  prefix='backbone.', ignore_missing=[r'^ln2\.'],
-                                  ignore_unexpected=[r'^ln1\.']))
+    model = BEiTViT(
+        arch=dict(arch),
+        img_size=64,
+        patch_size=16,
+        use_rel_pos_bias=True,
+        final_norm=False,
+        out_type='avg_featmap',
+        init_cfg=dict(
+            type='StrictPretrained',
+            checkpoint=str(out),
+            prefix='backbone.',
+            ignore_missing=[r'^ln2\.'],
+            ignore_unexpected=[r'^ln1\.']))
     model.init_weights()
     loaded = model.state_dict()
     for key, value in student.items():
@@ -365,5 +389,4 @@ def test_checkpoint_written_by_fd_training_converts_and_loads(tmp_path):
             continue
         assert torch.equal(loaded[key], value), key
     for layer in model.layers:
-        assert torch.equal(layer.attn.relative_position_bias_table,
-                           student[SHARED])
+        assert torch.equal(layer.attn.relative_position_bias_table, student[SHARED])

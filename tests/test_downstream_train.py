@@ -4,17 +4,15 @@ toolbox's metric: ImageNet-style top-1 (mmpretrain), COCO bbox/segm mAP (mmdet
 Mask R-CNN + SimpleFPN / FPN), ADE20K mIoU (mmseg UperNet). Each starts from a tiny
 FD checkpoint converted by tools/convert_fd_checkpoint.py's code."""
 import pytest
+from downstream_fixtures import (REPO, TINY_SWIN, TINY_SWIN_IMG, TINY_SWIN_WINDOWS, TINY_VIT,
+                                 TINY_VIT_IMG, is_finite_number, last_metric, make_ade20k,
+                                 make_coco, make_fd_swin_checkpoint, make_fd_vit_checkpoint,
+                                 make_labelled_folder, quiet_runtime, read_log, replace_values,
+                                 run_train_tool)
 from mmengine.config import Config
 
 import mmfd  # noqa: F401
 from mmfd.checkpoint.fd_to_backbone import convert_fd_checkpoint
-
-from downstream_fixtures import (REPO, TINY_SWIN, TINY_SWIN_IMG, TINY_SWIN_WINDOWS,
-                                 TINY_VIT, TINY_VIT_IMG, is_finite_number, last_metric,
-                                 make_ade20k, make_coco, make_fd_swin_checkpoint,
-                                 make_fd_vit_checkpoint, make_labelled_folder,
-                                 quiet_runtime, read_log, replace_values,
-                                 run_train_tool)
 
 pytestmark = pytest.mark.filterwarnings('ignore')
 
@@ -29,8 +27,7 @@ def fd_swin(tmp_path_factory):
     return make_fd_swin_checkpoint(tmp_path_factory.mktemp('fd') / 'fd_swin.pth')
 
 
-def shrink(cfg, mapping, keys=('model', 'train_dataloader', 'val_dataloader',
-                               'test_dataloader')):
+def shrink(cfg, mapping, keys=('model', 'train_dataloader', 'val_dataloader', 'test_dataloader')):
     for key in keys:
         cfg[key] = replace_values(cfg[key].to_dict(), mapping)
     return cfg
@@ -42,8 +39,7 @@ def tiny_vit_backbone(backbone, checkpoint, **kwargs):
 
 
 def tiny_swin_backbone(backbone, checkpoint):
-    backbone.update(arch=TINY_SWIN, window_size=TINY_SWIN_WINDOWS,
-                    img_size=TINY_SWIN_IMG)
+    backbone.update(arch=TINY_SWIN, window_size=TINY_SWIN_WINDOWS, img_size=TINY_SWIN_IMG)
     backbone.init_cfg.checkpoint = str(checkpoint)
 
 
@@ -68,11 +64,11 @@ def test_imagenet_finetune_trains_and_evaluates_top1(fd_vit, tmp_path):
     cfg.data_preprocessor.num_classes = 2
     mapping = {224: TINY_VIT_IMG, 256: 73}
     for loader, split in (('train_dataloader', 'train'), ('val_dataloader', 'val')):
-        pipeline = replace_values(cfg[loader].dataset.pipeline.to_dict()
-                                  if hasattr(cfg[loader].dataset.pipeline, 'to_dict')
-                                  else cfg[loader].dataset.pipeline, mapping)
-        cfg[loader].dataset = dict(type='CustomDataset', data_root=str(data),
-                                   data_prefix=split, pipeline=pipeline)
+        pipeline = replace_values(
+            cfg[loader].dataset.pipeline.to_dict() if hasattr(
+                cfg[loader].dataset.pipeline, 'to_dict') else cfg[loader].dataset.pipeline, mapping)
+        cfg[loader].dataset = dict(
+            type='CustomDataset', data_root=str(data), data_prefix=split, pipeline=pipeline)
         cfg[loader].batch_size = 4
     cfg.test_dataloader = cfg.val_dataloader
     cfg.val_evaluator = dict(type='Accuracy', topk=(1, ))  # 2 classes: no top-5
@@ -94,11 +90,9 @@ def _tiny_mask_rcnn(cfg, coco, work_dir, width=32):
     model = cfg.model
     model.rpn_head.update(in_channels=width, feat_channels=width)
     model.roi_head.bbox_roi_extractor.out_channels = width
-    model.roi_head.bbox_head.update(in_channels=width, fc_out_channels=64,
-                                    num_classes=2)
+    model.roi_head.bbox_head.update(in_channels=width, fc_out_channels=64, num_classes=2)
     model.roi_head.mask_roi_extractor.out_channels = width
-    model.roi_head.mask_head.update(in_channels=width, conv_out_channels=width,
-                                    num_classes=2)
+    model.roi_head.mask_head.update(in_channels=width, conv_out_channels=width, num_classes=2)
     model.train_cfg.rpn_proposal.update(nms_pre=200, max_per_img=100)
     model.train_cfg.rcnn.sampler.num = 64
     # Random tiny weights: keep every detection so that COCOeval has results.
@@ -109,13 +103,14 @@ def _tiny_mask_rcnn(cfg, coco, work_dir, width=32):
                           ('test_dataloader', 'val')):
         cfg[loader].batch_size = 2 if split == 'train' else 1
         cfg[loader].dataset.update(
-            data_root=str(coco), ann_file=f'annotations/instances_{split}.json',
-            data_prefix=dict(img='images/'), metainfo=dict(classes=classes))
+            data_root=str(coco),
+            ann_file=f'annotations/instances_{split}.json',
+            data_prefix=dict(img='images/'),
+            metainfo=dict(classes=classes))
     for evaluator in ('val_evaluator', 'test_evaluator'):
         cfg[evaluator].ann_file = str(coco / 'annotations/instances_val.json')
     cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=2, val_interval=2)
-    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', by_epoch=False,
-                                        interval=2)
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', by_epoch=False, interval=2)
     cfg.log_processor = dict(by_epoch=False)
     return cfg
 
@@ -126,15 +121,13 @@ def test_mmdet_vit_mask_rcnn_simplefpn_trains_and_evaluates_coco(fd_vit, tmp_pat
     convert_fd_checkpoint(fd_path, ckpt, target='mmdet', img_size=TINY_VIT_IMG)
     coco = make_coco(tmp_path / 'coco')
 
-    cfg = Config.fromfile(
-        REPO / 'configs/mmdet/mask-rcnn_fd-clip-vitb_simplefpn_lsj-100e_coco.py')
+    cfg = Config.fromfile(REPO / 'configs/mmdet/mask-rcnn_fd-clip-vitb_simplefpn_lsj-100e_coco.py')
     size = (TINY_VIT_IMG, TINY_VIT_IMG)
     shrink(cfg, {(1024, 1024): size})
     tiny_vit_backbone(cfg.model.backbone, ckpt)
     dims = TINY_VIT['embed_dims']
-    cfg.model.neck.update(backbone_channel=dims,
-                          in_channels=[dims // 4, dims // 2, dims, dims],
-                          out_channels=32)
+    cfg.model.neck.update(
+        backbone_channel=dims, in_channels=[dims // 4, dims // 2, dims, dims], out_channels=32)
     _tiny_mask_rcnn(cfg, coco, tmp_path / 'work')
 
     run_train_tool(cfg, tmp_path / 'tiny_mask_rcnn_vit.py')
@@ -151,8 +144,7 @@ def test_mmdet_swin_mask_rcnn_fpn_trains_and_evaluates_coco(fd_swin, tmp_path):
     convert_fd_checkpoint(fd_path, ckpt, target='mmdet')
     coco = make_coco(tmp_path / 'coco', n_train=2, n_val=1)
 
-    cfg = Config.fromfile(
-        REPO / 'configs/mmdet/mask-rcnn_fd-esvit-swinv2b_fpn_ms-crop-3x_coco.py')
+    cfg = Config.fromfile(REPO / 'configs/mmdet/mask-rcnn_fd-esvit-swinv2b_fpn_ms-crop-3x_coco.py')
     # The multi-scale pipeline resizes to 480-800 px: scale it down 10x.
     mapping = {(w, 1333): (w // 10, 133) for w in range(400, 801, 16)}
     mapping.update({(w, 1333): (w // 10, 133) for w in (400, 500, 600)})
@@ -181,8 +173,7 @@ def _tiny_upernet(cfg, ade, work_dir, in_channels, aux_channels):
         cfg[loader].dataset.data_root = str(ade)
     cfg.train_dataloader.batch_size = 2
     cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=2, val_interval=2)
-    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', by_epoch=False,
-                                        interval=2)
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', by_epoch=False, interval=2)
     return cfg
 
 
@@ -195,8 +186,8 @@ def test_mmseg_vit_upernet_trains_and_evaluates_miou(fd_vit, tmp_path):
     convert_fd_checkpoint(fd_path, ckpt, target='mmseg', img_size=TINY_VIT_IMG)
     ade = make_ade20k(tmp_path / 'ade')
 
-    cfg = Config.fromfile(
-        REPO / 'configs/mmseg/upernet_fd-clip-vitb_mln_8xb2-amp-160k_ade20k-512x512.py')
+    cfg = Config.fromfile(REPO /
+                          'configs/mmseg/upernet_fd-clip-vitb_mln_8xb2-amp-160k_ade20k-512x512.py')
     shrink(cfg, MMSEG_MAPPING)
     dims = TINY_VIT['embed_dims']
     tiny_vit_backbone(cfg.model.backbone, ckpt, out_indices=[0, 1, 2, 3])
@@ -216,8 +207,8 @@ def test_mmseg_swin_upernet_trains_and_evaluates_miou(fd_swin, tmp_path):
     convert_fd_checkpoint(fd_path, ckpt, target='mmseg')
     ade = make_ade20k(tmp_path / 'ade', n_train=2, n_val=1)
 
-    cfg = Config.fromfile(
-        REPO / 'configs/mmseg/upernet_fd-esvit-swinv2b_8xb2-amp-160k_ade20k-512x512.py')
+    cfg = Config.fromfile(REPO /
+                          'configs/mmseg/upernet_fd-esvit-swinv2b_8xb2-amp-160k_ade20k-512x512.py')
     shrink(cfg, MMSEG_MAPPING)
     tiny_swin_backbone(cfg.model.backbone, ckpt)
     _tiny_upernet(cfg, ade, tmp_path / 'work', [16, 32, 64, 128], 64)

@@ -8,10 +8,9 @@ import torch.nn.functional as F
 from mmpretrain.registry import MODELS
 
 from mmfd.models.algorithms.fd import FeatureDistiller
-from mmfd.models.backbones import FDAttention, FDViT
+from mmfd.models.backbones import FDViT
 from mmfd.models.heads import FDHead, whiten
-from mmfd.models.teachers.base import (CLIP_MEAN, CLIP_STD, IMAGENET_MEAN,
-                                       IMAGENET_STD, BaseTeacher)
+from mmfd.models.teachers.base import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, BaseTeacher
 from mmfd.utils.errors import ConfigError
 
 TINY_ARCH = dict(embed_dims=32, num_layers=2, num_heads=4, feedforward_channels=64)
@@ -22,8 +21,13 @@ class ToyTeacher(BaseTeacher):
     """A minimal teacher for algorithm tests: patch conv + LayerNorm, remembers its
     last input so tests can check what it was given."""
 
-    def __init__(self, embed_dim=48, patch_size=14, img_size=112, has_cls=True,
-                 mean=None, std=None):
+    def __init__(self,
+                 embed_dim=48,
+                 patch_size=14,
+                 img_size=112,
+                 has_cls=True,
+                 mean=None,
+                 std=None):
         super().__init__()
         self.embed_dim, self.patch_size, self.img_size = embed_dim, patch_size, img_size
         self.has_cls = has_cls
@@ -43,16 +47,17 @@ class ToyTeacher(BaseTeacher):
         return self.norm(self.drop(x))
 
 
-def build_fd(input_size=112, patch=16, align='resize_input', teacher=None, head=None,
-             **kwargs):
+def build_fd(input_size=112, patch=16, align='resize_input', teacher=None, head=None, **kwargs):
     torch.manual_seed(0)
     model = FeatureDistiller(
-        backbone=dict(type='FDViT', arch=TINY_ARCH, img_size=input_size,
-                      patch_size=patch, drop_path_rate=0.),
+        backbone=dict(
+            type='FDViT', arch=TINY_ARCH, img_size=input_size, patch_size=patch, drop_path_rate=0.),
         teacher=dict(type='ToyTeacher', **(teacher or {})),
-        head=head, input_size=input_size, align=align,
-        data_preprocessor=dict(type='SelfSupDataPreprocessor', mean=IMAGENET_MEAN,
-                               std=IMAGENET_STD, to_rgb=True),
+        head=head,
+        input_size=input_size,
+        align=align,
+        data_preprocessor=dict(
+            type='SelfSupDataPreprocessor', mean=IMAGENET_MEAN, std=IMAGENET_STD, to_rgb=True),
         **kwargs)
     model.init_weights()
     return model
@@ -61,7 +66,7 @@ def build_fd(input_size=112, patch=16, align='resize_input', teacher=None, head=
 # ------------------------------------------------------------------ head
 def test_whitening_is_non_parametric_layer_norm():
     x = torch.randn(2, 5, 7) * 3 + 1
-    torch.testing.assert_close(whiten(x), F.layer_norm(x, (7,), eps=1e-5))
+    torch.testing.assert_close(whiten(x), F.layer_norm(x, (7, ), eps=1e-5))
     # closed form: per token mean 0, biased variance 1 (up to eps)
     mean = x.mean(-1, keepdim=True)
     var = x.var(-1, unbiased=False, keepdim=True)
@@ -72,11 +77,10 @@ def test_head_loss_is_smooth_l1_beta2_on_whitened_target():
     head = FDHead(8, 12)
     head.init_weights()
     student, target = torch.randn(3, 5, 8), torch.randn(3, 5, 12) * 4
-    expected = nn.SmoothL1Loss(beta=2.0)(head.proj(student),
-                                         F.layer_norm(target, (12,)))
+    expected = nn.SmoothL1Loss(beta=2.0)(head.proj(student), F.layer_norm(target, (12, )))
     torch.testing.assert_close(head.loss(student, target)['loss'], expected)
     # And element-wise by hand, so the beta is really 2.
-    d = (head.proj(student) - F.layer_norm(target, (12,))).abs()
+    d = (head.proj(student) - F.layer_norm(target, (12, ))).abs()
     by_hand = torch.where(d < 2.0, 0.5 * d**2 / 2.0, d - 1.0).mean()
     torch.testing.assert_close(head.loss(student, target)['loss'], by_hand)
 
@@ -132,9 +136,14 @@ def test_fdvit_loads_into_plain_beitvit():
     """Same names and shapes as BEiTViT: FD checkpoints are BEiT-compatible."""
     from mmpretrain.models.backbones import BEiTViT
     fd = FDViT(arch=TINY_ARCH, img_size=64)
-    beit = BEiTViT(arch=TINY_ARCH, img_size=64, use_abs_pos_emb=False,
-                   use_rel_pos_bias=False, use_shared_rel_pos_bias=True,
-                   final_norm=True, out_type='raw')
+    beit = BEiTViT(
+        arch=TINY_ARCH,
+        img_size=64,
+        use_abs_pos_emb=False,
+        use_rel_pos_bias=False,
+        use_shared_rel_pos_bias=True,
+        final_norm=True,
+        out_type='raw')
     beit.load_state_dict(fd.state_dict(), strict=True)
     x = torch.randn(1, 3, 64, 64)
     fd.eval(), beit.eval()
@@ -167,7 +176,7 @@ def test_teacher_absent_from_state_dict_and_kept_on_load():
     for k, v in other.teacher.state_dict().items():
         assert torch.equal(v, teacher_before[k])  # teacher keeps its own weights
     for k, v in other.state_dict().items():
-        assert torch.equal(v, state[k])           # student and head are loaded
+        assert torch.equal(v, state[k])  # student and head are loaded
 
     # mmengine's own recursive state-dict writer honours the hook too
     from mmengine.runner.checkpoint import get_state_dict
@@ -196,10 +205,10 @@ def test_resize_input_aligns_a_patch14_teacher_to_a_patch16_student():
 
 def test_interpolate_target_aligns_a_patch14_teacher_to_a_patch16_student():
     model = build_fd(input_size=112, align='interpolate_target')
-    assert model.teacher_input_size == (112, 112)   # the teacher's own size
+    assert model.teacher_input_size == (112, 112)  # the teacher's own size
     x = torch.randn(2, 3, 112, 112)
     target, _ = model.compute_target(x)
-    full = model.teacher(x).tokens                   # 8x8 grid + CLS
+    full = model.teacher(x).tokens  # 8x8 grid + CLS
     assert full.shape[1] == 1 + 64
     fmap = full[:, 1:].transpose(1, 2).reshape(2, 48, 8, 8)
     patches = F.interpolate(fmap, size=(7, 7), mode='bilinear', align_corners=False)
@@ -227,7 +236,7 @@ def test_clip_teacher_sees_clip_normalised_pixels():
     assert model.renormalise
     pixels = torch.rand(2, 3, 112, 112) * 255
     pre = model.data_preprocessor
-    x = (pixels - pre.mean) / pre.std                       # ImageNet view
+    x = (pixels - pre.mean) / pre.std  # ImageNet view
     model.compute_target(x)
     seen = model.teacher.last_input
     clip_mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
@@ -272,19 +281,19 @@ def test_target_before_or_after_the_teachers_final_norm(tmp_path, after_norm):
     model = FeatureDistiller(
         backbone=dict(type='FDViT', arch=TINY_ARCH, img_size=112, drop_path_rate=0.),
         teacher=dict(type='ViTTeacher', arch=arch, img_size=112, checkpoint=str(path)),
-        input_size=112, target_after_final_norm=after_norm,
-        data_preprocessor=dict(type='SelfSupDataPreprocessor', mean=IMAGENET_MEAN,
-                               std=IMAGENET_STD))
-    reference = tv.VisionTransformer(img_size=112, patch_size=16, embed_dim=48, depth=2,
-                                     num_heads=2, num_classes=10).eval()
+        input_size=112,
+        target_after_final_norm=after_norm,
+        data_preprocessor=dict(
+            type='SelfSupDataPreprocessor', mean=IMAGENET_MEAN, std=IMAGENET_STD))
+    reference = tv.VisionTransformer(
+        img_size=112, patch_size=16, embed_dim=48, depth=2, num_heads=2, num_classes=10).eval()
     reference.load_state_dict(torch.load(path, weights_only=True)['model'])
     if not after_norm:
         reference.norm = nn.Identity()
     x = torch.randn(2, 3, 112, 112)
     target, _ = model.compute_target(x)
     with torch.no_grad():
-        torch.testing.assert_close(target, reference.forward_features(x),
-                                   rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(target, reference.forward_features(x), rtol=1e-5, atol=1e-5)
 
 
 def test_fdvit_own_init_does_not_overwrite_strictly_loaded_weights(tmp_path):
@@ -294,8 +303,10 @@ def test_fdvit_own_init_does_not_overwrite_strictly_loaded_weights(tmp_path):
         for p in source.parameters():
             p.normal_()
     torch.save({'state_dict': source.state_dict()}, tmp_path / 'student.pth')
-    loaded = FDViT(arch=TINY_ARCH, img_size=64, init_cfg=dict(
-        type='StrictPretrained', checkpoint=str(tmp_path / 'student.pth')))
+    loaded = FDViT(
+        arch=TINY_ARCH,
+        img_size=64,
+        init_cfg=dict(type='StrictPretrained', checkpoint=str(tmp_path / 'student.pth')))
     loaded.init_weights()
     for key, value in source.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
@@ -323,11 +334,14 @@ class ToyConvStudent(nn.Module):
 
 
 def test_other_students_are_measured_from_their_feature_map():
-    model = FeatureDistiller(backbone=dict(type='ToyConvStudent'),
-                             teacher=dict(type='ToyTeacher', patch_size=16),
-                             input_size=112)
+    model = FeatureDistiller(
+        backbone=dict(type='ToyConvStudent'),
+        teacher=dict(type='ToyTeacher', patch_size=16),
+        input_size=112)
     assert model.student_grid == (7, 7) and model.head.proj.in_features == 24
     assert model.loss(torch.randn(2, 3, 112, 112))['loss'].isfinite()
     with pytest.raises(ConfigError, match='Cannot tell the token grid'):
-        FeatureDistiller(backbone=dict(type='ToyConvStudent', tokens=True),
-                         teacher=dict(type='ToyTeacher', patch_size=16), input_size=112)
+        FeatureDistiller(
+            backbone=dict(type='ToyConvStudent', tokens=True),
+            teacher=dict(type='ToyTeacher', patch_size=16),
+            input_size=112)

@@ -38,7 +38,7 @@ def test_config_follows_the_release(name):
     assert optim.max_consecutive_nonfinite == 10
     assert cfg.default_hooks.checkpoint.type == 'AtomicCheckpointHook'
     assert cfg.train_dataloader.dataset.type == 'RobustDataset'
-    assert optim.paramwise_cfg.flat_decay_mult == 0.0       # 1-D params, layer scale
+    assert optim.paramwise_cfg.flat_decay_mult == 0.0  # 1-D params, layer scale
     assert optim.paramwise_cfg.bias_decay_mult == 0.0
     assert cfg.auto_scale_lr == dict(base_batch_size=512, enable=True)
     assert cfg.train_cfg.max_epochs == 300
@@ -52,18 +52,23 @@ def test_config_follows_the_release(name):
     crop = cfg.train_pipeline[1]
     assert crop.type == 'RandomResizedCrop' and crop.crop_ratio_range == (0.08, 1.0)
     assert crop.interpolation == 'bilinear'
-    assert [t.type for t in cfg.train_pipeline] == [
-        'LoadImageFromFile', 'RandomResizedCrop', 'RandomFlip', 'PackInputs']
+    assert [t.type for t in cfg.train_pipeline
+            ] == ['LoadImageFromFile', 'RandomResizedCrop', 'RandomFlip', 'PackInputs']
 
 
 # Student depths/params of the paper's students (full depth, real widths).
-STUDENT_DEPTH = {'clip_vitb': 12, 'clip_vitl': 24, 'dino_vitb': 12, 'deit_vitb': 12,
-                 'esvit_swinb': 24}
+STUDENT_DEPTH = {
+    'clip_vitb': 12,
+    'clip_vitl': 24,
+    'dino_vitb': 12,
+    'deit_vitb': 12,
+    'esvit_swinb': 24
+}
 
 
 def build(cfg):
     cfg.model.teacher.checkpoint = None
-    cfg.model.teacher.allow_random_init = True    # no weights can be downloaded here
+    cfg.model.teacher.allow_random_init = True  # no weights can be downloaded here
     cfg.model.setdefault('data_preprocessor', cfg.data_preprocessor)
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
@@ -79,8 +84,9 @@ def test_config_builds_real_model_and_trains_one_step(name):
     _, t_width, s_width, tokens, _, _ = PAPER[name]
     cfg = load(name)
     model = build(cfg.copy())
-    depth = (sum(len(stage.blocks) for stage in model.backbone.stages)
-             if hasattr(model.backbone, 'stages') else len(model.backbone.layers))
+    depth = (
+        sum(len(stage.blocks) for stage in model.backbone.stages) if hasattr(
+            model.backbone, 'stages') else len(model.backbone.layers))
     assert depth == STUDENT_DEPTH[name]
     assert model.teacher.embed_dim == t_width
     assert model.head.proj.in_features == s_width
@@ -91,14 +97,16 @@ def test_config_builds_real_model_and_trains_one_step(name):
     assert torch.isfinite(target).all()
 
     if name.startswith('esvit'):
-        cfg.model.backbone.arch = dict(embed_dims=128, depths=[1, 1, 1, 1],
-                                       num_heads=[4, 8, 16, 32],
-                                       extra_norm_every_n_blocks=0)
+        cfg.model.backbone.arch = dict(
+            embed_dims=128,
+            depths=[1, 1, 1, 1],
+            num_heads=[4, 8, 16, 32],
+            extra_norm_every_n_blocks=0)
     else:
         arch = 'large' if name == 'clip_vitl' else 'base'
         dims = dict(base=(768, 12, 3072), large=(1024, 16, 4096))[arch]
-        cfg.model.backbone.arch = dict(embed_dims=dims[0], num_layers=2,
-                                       num_heads=dims[1], feedforward_channels=dims[2])
+        cfg.model.backbone.arch = dict(
+            embed_dims=dims[0], num_layers=2, num_heads=dims[1], feedforward_channels=dims[2])
     model.backbone = MODELS.build(cfg.model.backbone)
     model.backbone.init_weights()
     model.train()

@@ -4,11 +4,9 @@ import sys
 
 import pytest
 import torch
+from fd_fixtures import make_image_folder, make_timm_vit_checkpoint, read_scalars, run_train
 
 import mmfd  # noqa: F401  (safe globals: checkpoints load with weights_only=True)
-
-from fd_fixtures import (REPO, make_image_folder, make_timm_vit_checkpoint,
-                         read_scalars, run_train)
 
 CONFIG = 'tests/configs/tiny_fd.py'
 
@@ -22,14 +20,15 @@ def data(tmp_path_factory):
 
 
 def base_options(images, teacher):
-    return [f'model.teacher.checkpoint={teacher}',
-            f'train_dataloader.dataset.data_root={images}']
+    return [f'model.teacher.checkpoint={teacher}', f'train_dataloader.dataset.data_root={images}']
 
 
 def test_train_distils_and_loss_decreases(data, tmp_path):
     images, teacher = data
-    result = run_train([sys.executable, 'tools/train.py', CONFIG, '--work-dir',
-                        str(tmp_path), '--cfg-options', *base_options(images, teacher)])
+    result = run_train([
+        sys.executable, 'tools/train.py', CONFIG, '--work-dir',
+        str(tmp_path), '--cfg-options', *base_options(images, teacher)
+    ])
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     losses = read_scalars(tmp_path)
     assert len(losses) == 30
@@ -40,9 +39,11 @@ def test_train_distils_and_loss_decreases(data, tmp_path):
     assert 'optimizer' in ckpt and 'message_hub' in ckpt
 
     # --resume (auto) continues from iter_30 to 40 with the teacher rebuilt
-    result = run_train([sys.executable, 'tools/train.py', CONFIG, '--work-dir',
-                        str(tmp_path), '--resume', '--cfg-options',
-                        *base_options(images, teacher), 'train_cfg.max_iters=40'])
+    result = run_train([
+        sys.executable, 'tools/train.py', CONFIG, '--work-dir',
+        str(tmp_path), '--resume', '--cfg-options', *base_options(images, teacher),
+        'train_cfg.max_iters=40'
+    ])
     assert result.returncode == 0, result.stderr[-3000:]
     assert 'resumed' in (result.stdout + result.stderr).lower()
     assert (tmp_path / 'iter_40.pth').exists()
@@ -59,12 +60,15 @@ def test_dist_train_two_cpu_ranks_equals_single_process(data, tmp_path):
     images, teacher = data
     config = 'tests/configs/tiny_fd_deterministic.py'
     single, dist = tmp_path / 'single', tmp_path / 'dist'
-    result = run_train([sys.executable, 'tools/train.py', config, '--work-dir',
-                        str(single), '--cfg-options', *base_options(images, teacher)])
+    result = run_train([
+        sys.executable, 'tools/train.py', config, '--work-dir',
+        str(single), '--cfg-options', *base_options(images, teacher)
+    ])
     assert result.returncode == 0, result.stderr[-3000:]
-    result = run_train(['bash', 'tools/dist_train.sh', config, '2', '--work-dir',
-                        str(dist), '--cfg-options', *base_options(images, teacher),
-                        'train_dataloader.batch_size=2'],
+    result = run_train([
+        'bash', 'tools/dist_train.sh', config, '2', '--work-dir',
+        str(dist), '--cfg-options', *base_options(images, teacher), 'train_dataloader.batch_size=2'
+    ],
                        env={'PORT': str(free_port())})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     log = (result.stdout + result.stderr)
@@ -79,10 +83,10 @@ def test_dist_train_two_cpu_ranks_equals_single_process(data, tmp_path):
 def test_amp_flag_trains_in_bf16_on_cpu(data, tmp_path):
     images, teacher = data
     # bf16 asked for explicitly: amp='auto' runs bf16 only on CPUs with native bf16
-    result = run_train([sys.executable, 'tools/train.py', CONFIG, '--amp', '--amp-dtype',
-                        'bfloat16', '--work-dir',
-                        str(tmp_path), '--cfg-options', *base_options(images, teacher),
-                        'train_cfg.max_iters=3'])
+    result = run_train([
+        sys.executable, 'tools/train.py', CONFIG, '--amp', '--amp-dtype', 'bfloat16', '--work-dir',
+        str(tmp_path), '--cfg-options', *base_options(images, teacher), 'train_cfg.max_iters=3'
+    ])
     assert result.returncode == 0, result.stderr[-3000:]
     assert 'bfloat16 autocast on the CPU' in result.stdout
     losses = read_scalars(tmp_path)

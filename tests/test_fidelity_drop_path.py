@@ -22,7 +22,7 @@ from mmpretrain.registry import MODELS
 import mmfd  # noqa: F401
 
 P = 0.3
-SAMPLES, SEEDS = 1500, 3          # 4500 draws per branch
+SAMPLES, SEEDS = 1500, 3  # 4500 draws per branch
 N = SAMPLES * SEEDS
 # 5 sigma of a binomial fraction: a test that passes by chance once in ~1.7M runs;
 # the double drop (0.51 at p = 0.3) is ~30 sigma away.
@@ -31,27 +31,27 @@ FRACTION_TOL = 5 * math.sqrt(P * (1 - P) / N)
 VIT_CONFIGS = {
     'fd student (configs/fd/dino_vitb.py)': ('configs/fd/dino_vitb.py', None),
     'fine-tune (configs/finetune/clip_vitb_ft100e_in1k.py)':
-        ('configs/finetune/clip_vitb_ft100e_in1k.py', None),
+    ('configs/finetune/clip_vitb_ft100e_in1k.py', None),
     'mmdet (mask-rcnn ViT-B)':
-        ('configs/mmdet/mask-rcnn_fd-clip-vitb_simplefpn_lsj-100e_coco.py', P),
+    ('configs/mmdet/mask-rcnn_fd-clip-vitb_simplefpn_lsj-100e_coco.py', P),
     'mmseg (upernet ViT-B)':
-        ('configs/mmseg/upernet_fd-clip-vitb_mln_8xb2-amp-160k_ade20k-512x512.py', P),
+    ('configs/mmseg/upernet_fd-clip-vitb_mln_8xb2-amp-160k_ade20k-512x512.py', P),
 }
 SWIN_CONFIGS = {
     'fd student (configs/fd/esvit_swinb.py)': ('configs/fd/esvit_swinb.py', None),
     'fine-tune (configs/finetune/esvit_swinv2b_ft100e_in1k.py)':
-        ('configs/finetune/esvit_swinv2b_ft100e_in1k.py', P),
+    ('configs/finetune/esvit_swinv2b_ft100e_in1k.py', P),
     'mmdet (mask-rcnn SwinV2-B)':
-        ('configs/mmdet/mask-rcnn_fd-esvit-swinv2b_fpn_ms-crop-3x_coco.py', None),
+    ('configs/mmdet/mask-rcnn_fd-esvit-swinv2b_fpn_ms-crop-3x_coco.py', None),
     'mmseg (upernet SwinV2-B)':
-        ('configs/mmseg/upernet_fd-esvit-swinv2b_8xb2-amp-160k_ade20k-512x512.py', P),
+    ('configs/mmseg/upernet_fd-esvit-swinv2b_8xb2-amp-160k_ade20k-512x512.py', P),
 }
 
 
 def backbone_cfg(path, drop_path):
     cfg = Config.fromfile(path).model.backbone
-    cfg.pop('init_cfg', None)      # random weights: nothing to load
-    if drop_path is not None:      # configs shipped at another p: same class/options
+    cfg.pop('init_cfg', None)  # random weights: nothing to load
+    if drop_path is not None:  # configs shipped at another p: same class/options
         cfg.drop_path_rate = drop_path
     assert cfg.drop_path_rate == P, f'{path}: the test expects p = {P}'
     return cfg
@@ -60,16 +60,18 @@ def backbone_cfg(path, drop_path):
 def build_vit(path, drop_path):
     cfg = backbone_cfg(path, drop_path)
     # 12 blocks as the configs (the mmseg one takes features from blocks 3, 5, 7, 11)
-    cfg.update(arch=dict(embed_dims=32, num_layers=12, num_heads=2,
-                         feedforward_channels=64), img_size=32, patch_size=16)
+    cfg.update(
+        arch=dict(embed_dims=32, num_layers=12, num_heads=2, feedforward_channels=64),
+        img_size=32,
+        patch_size=16)
     torch.manual_seed(0)
     return MODELS.build(cfg)
 
 
 def build_swin(path, drop_path):
     cfg = backbone_cfg(path, drop_path)
-    cfg.arch = dict(embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 2],
-                    extra_norm_every_n_blocks=0)
+    cfg.arch = dict(
+        embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 2], extra_norm_every_n_blocks=0)
     torch.manual_seed(0)
     return MODELS.build(cfg)
 
@@ -124,13 +126,13 @@ def test_swinv2_drop_path_after_post_norm(name, branch):
     model = build_swin(*SWIN_CONFIGS[name])
     block = model.stages[-1].blocks[-1]
     assert block.drop_path.drop_prob == pytest.approx(P)
-    silent, active = ((block.norm2, block.norm1) if branch == 'attention'
-                      else (block.norm1, block.norm2))
+    silent, active = ((block.norm2, block.norm1) if branch == 'attention' else
+                      (block.norm1, block.norm2))
     with torch.no_grad():
-        silent.weight.zero_()   # the other branch adds exactly 0
+        silent.weight.zero_()  # the other branch adds exactly 0
         silent.bias.zero_()
         active.weight.normal_()
-        active.bias.normal_()   # a dropped-before-norm branch would add this bias
+        active.bias.normal_()  # a dropped-before-norm branch would add this bias
     window = block.attn.window_size
     channels = model.stages[-1].out_channels
     x = torch.randn(1, window * window, channels).expand(SAMPLES, -1, -1).contiguous()
@@ -138,8 +140,7 @@ def test_swinv2_drop_path_after_post_norm(name, branch):
     with torch.no_grad():
         eval_out = block(x[:1], (window, window))
     block.train()
-    fraction, kept_err, mean = branch_draws(lambda t: block(t, (window, window)), x,
-                                            eval_out)
+    fraction, kept_err, mean = branch_draws(lambda t: block(t, (window, window)), x, eval_out)
     branch_eval = eval_out[0] - x[0]
     assert_single_drop_path(fraction, kept_err, float(branch_eval.abs().max()))
     # mean train output == eval output, within the sampling error of the mask mean

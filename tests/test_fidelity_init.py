@@ -18,7 +18,7 @@ from mmfd.models.heads.fd_head import FDHead
 STD = 0.02
 _PHI1 = math.exp(-0.5) / math.sqrt(2 * math.pi)
 _CDF1 = 0.5 * (1 + math.erf(1 / math.sqrt(2)))
-CUT_AT_ONE_STD = math.sqrt(1 - 2 * _PHI1 / (2 * _CDF1 - 1))   # 0.5380
+CUT_AT_ONE_STD = math.sqrt(1 - 2 * _PHI1 / (2 * _CDF1 - 1))  # 0.5380
 
 
 def assert_std(w, expected, rel=0.1):
@@ -30,8 +30,10 @@ def assert_std(w, expected, rel=0.1):
 def test_fdvit_init_every_tensor():
     torch.manual_seed(0)
     depth = 4
-    model = FDViT(arch=dict(embed_dims=64, num_layers=depth, num_heads=2,
-                            feedforward_channels=256), img_size=64, patch_size=16)
+    model = FDViT(
+        arch=dict(embed_dims=64, num_layers=depth, num_heads=2, feedforward_channels=256),
+        img_size=64,
+        patch_size=16)
     model.init_weights()
     seen = set()
     for name, module in model.named_modules():
@@ -42,16 +44,16 @@ def test_fdvit_init_every_tensor():
             if name.endswith(('attn.proj', 'ffn.layers.1')):
                 scale = 1 / math.sqrt(2 * (int(name.split('.')[1]) + 1))
             bound = STD * scale
-            assert float(w.abs().max()) <= bound * (1 + 1e-6), name   # cut at one std
+            assert float(w.abs().max()) <= bound * (1 + 1e-6), name  # cut at one std
             assert float(w.abs().max()) > 0.95 * bound, name
             assert_std(w, STD * CUT_AT_ONE_STD * scale)
             if module.bias is not None:
                 assert torch.all(module.bias == 0), name
         elif isinstance(module, nn.LayerNorm):
             assert torch.all(module.weight == 1) and torch.all(module.bias == 0), name
-    assert 'patch_embed.projection' in seen          # the patch conv is covered
+    assert 'patch_embed.projection' in seen  # the patch conv is covered
     assert all(f'layers.{i}.attn.proj' in seen for i in range(depth))
-    for layer in model.layers:   # q/v biases zero, layer scale 0.1
+    for layer in model.layers:  # q/v biases zero, layer scale 0.1
         assert torch.all(layer.attn.q_bias == 0) and torch.all(layer.attn.v_bias == 0)
         assert torch.all(layer.gamma_1 == 0.1) and torch.all(layer.gamma_2 == 0.1)
     assert float(model.cls_token.abs().max()) <= STD
@@ -66,7 +68,7 @@ def test_fd_projection_keeps_pytorch_default_init():
     bound = 1 / math.sqrt(256)
     for p in (head.proj.weight, head.proj.bias):
         assert float(p.abs().max()) <= bound and float(p.abs().max()) > 0.95 * bound
-    assert_std(head.proj.weight, bound / math.sqrt(3))   # std of U(-b, b)
+    assert_std(head.proj.weight, bound / math.sqrt(3))  # std of U(-b, b)
     # same distribution as the release's layer, drawn the same way
     torch.manual_seed(1)
     conv = nn.Conv1d(256, 512, kernel_size=1)
@@ -76,9 +78,12 @@ def test_fd_projection_keeps_pytorch_default_init():
 def test_fd_swinv2_init_every_tensor():
     torch.manual_seed(0)
     model = FDSwinTransformerV2(
-        arch=dict(embed_dims=32, depths=[2, 2, 2, 2], num_heads=[2, 2, 4, 4],
-                  extra_norm_every_n_blocks=0),
-        img_size=64, window_size=[4, 4, 2, 2], out_indices=(3, ))
+        arch=dict(
+            embed_dims=32, depths=[2, 2, 2, 2], num_heads=[2, 2, 4, 4],
+            extra_norm_every_n_blocks=0),
+        img_size=64,
+        window_size=[4, 4, 2, 2],
+        out_indices=(3, ))
     model.init_weights()
     blocks = model.blocks()
     index = {}
@@ -95,7 +100,7 @@ def test_fd_swinv2_init_every_tensor():
             w = module.weight
             if w.numel() >= 256:
                 assert_std(w, STD * scale)
-            else:   # cpb_mlp's last layer of a 2-head window: few values, bound only
+            else:  # cpb_mlp's last layer of a 2-head window: few values, bound only
                 assert float(w.abs().max()) < 5 * STD * scale, name
             if module.bias is not None:
                 assert torch.all(module.bias == 0), name
@@ -109,8 +114,7 @@ def test_fd_swinv2_init_every_tensor():
         for norm in (block.norm1, block.norm2):
             assert torch.all(norm.weight == 1e-5) and torch.all(norm.bias == 0)
         w_msa = block.attn.w_msa
-        assert torch.allclose(w_msa.logit_scale, torch.full_like(w_msa.logit_scale,
-                                                                 math.log(10.)))
+        assert torch.allclose(w_msa.logit_scale, torch.full_like(w_msa.logit_scale, math.log(10.)))
         assert torch.all(w_msa.q_bias == 0) and torch.all(w_msa.v_bias == 0)
     # the other norms (patch embedding, merging, output) are unit norms
     for norm in (model.patch_embed.norm, model.stages[1].downsample.norm, model.norm3):
@@ -120,9 +124,12 @@ def test_fd_swinv2_init_every_tensor():
 def test_fd_swinv2_cosine_logits_in_fp32_under_amp():
     torch.manual_seed(0)
     model = FDSwinTransformerV2(
-        arch=dict(embed_dims=32, depths=[2, 2, 2, 2], num_heads=[2, 2, 4, 4],
-                  extra_norm_every_n_blocks=0),
-        img_size=64, window_size=[4, 4, 2, 2], drop_path_rate=0.)
+        arch=dict(
+            embed_dims=32, depths=[2, 2, 2, 2], num_heads=[2, 2, 4, 4],
+            extra_norm_every_n_blocks=0),
+        img_size=64,
+        window_size=[4, 4, 2, 2],
+        drop_path_rate=0.)
     model.init_weights()
     model.eval()
     dtypes = []
@@ -134,5 +141,5 @@ def test_fd_swinv2_cosine_logits_in_fp32_under_amp():
         reference = model(x)[0]
         with torch.autocast('cpu', dtype=torch.bfloat16):
             amp = model(x)[0]
-    assert dtypes and all(d == torch.float32 for d in dtypes)   # logits were fp32
+    assert dtypes and all(d == torch.float32 for d in dtypes)  # logits were fp32
     assert float((amp.float() - reference).abs().max()) < 0.1 * float(reference.abs().max())

@@ -13,7 +13,6 @@
 import math
 
 import pytest
-import torch
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.runner import Runner
@@ -24,8 +23,8 @@ from mmfd.engine.optim_wrappers import set_amp
 
 WD = 0.05
 TINY_VIT = dict(embed_dims=32, num_layers=3, num_heads=2, feedforward_channels=64)
-TINY_SWIN = dict(embed_dims=16, depths=[1, 1, 2, 1], num_heads=[1, 1, 2, 2],
-                 extra_norm_every_n_blocks=0)
+TINY_SWIN = dict(
+    embed_dims=16, depths=[1, 1, 2, 1], num_heads=[1, 1, 2, 2], extra_norm_every_n_blocks=0)
 
 
 # ------------------------------------------------------------------ models
@@ -36,13 +35,13 @@ def fd_model(name):
     teacher.update(checkpoint=None, allow_random_init=True)
     if name.startswith('esvit'):
         cfg.model.backbone.arch = TINY_SWIN
-        teacher.arch = dict(embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1),
-                            window_size=14)
+        teacher.arch = dict(
+            embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1), window_size=14)
     else:
         cfg.model.backbone.arch = TINY_VIT
         # the optimizer never sees the frozen teacher: any tiny ViT teacher will do
-        teacher.update(type='ViTTeacher',
-                       arch=dict(patch_size=16, embed_dim=24, depth=1, num_heads=2))
+        teacher.update(
+            type='ViTTeacher', arch=dict(patch_size=16, embed_dim=24, depth=1, num_heads=2))
     cfg.model.setdefault('data_preprocessor', cfg.data_preprocessor)
     return cfg, MODELS.build(cfg.model)
 
@@ -52,8 +51,8 @@ def finetune_model(name):
     backbone = cfg.model.backbone
     backbone.pop('init_cfg')
     backbone.arch = TINY_SWIN if 'swin' in name else TINY_VIT
-    cfg.model.head.in_channels = (TINY_SWIN['embed_dims'] * 8 if 'swin' in name
-                                  else TINY_VIT['embed_dims'])
+    cfg.model.head.in_channels = (
+        TINY_SWIN['embed_dims'] * 8 if 'swin' in name else TINY_VIT['embed_dims'])
     cfg.model.head.num_classes = 10
     return cfg, MODELS.build(cfg.model)
 
@@ -115,7 +114,7 @@ def test_fd_param_groups(name):
     groups = built_groups(cfg, model)
     keywords = SWIN_KEYWORDS if name.startswith('esvit') else ()
     trained = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    assert set(groups) == set(trained)          # the frozen teacher is not optimised
+    assert set(groups) == set(trained)  # the frozen teacher is not optimised
     assert not any(n.startswith('teacher.') for n in groups)
     lr = cfg.optim_wrapper.optimizer.lr
     decayed = set()
@@ -126,7 +125,7 @@ def test_fd_param_groups(name):
         assert wd == expected, f'{n}: weight decay {wd}, release {expected}'
         if wd:
             decayed.add(n)
-    if name.startswith('dino'):   # the 2-D shared relative position table IS decayed
+    if name.startswith('dino'):  # the 2-D shared relative position table IS decayed
         assert 'backbone.rel_pos_bias.relative_position_bias_table' in decayed
         assert 'backbone.cls_token' not in decayed
     else:
@@ -151,7 +150,7 @@ def test_finetune_param_groups(name):
     decayed = set()
     for n, p in model.named_parameters():
         group_lr, wd = groups[n]
-        expected_lr = lr * decay_rate ** (top - depth_of(n))
+        expected_lr = lr * decay_rate**(top - depth_of(n))
         assert group_lr == pytest.approx(expected_lr, rel=1e-9), n
         expected_wd = 0.0 if release_no_decay(n, p, keywords) else WD
         assert wd == expected_wd, f'{n}: weight decay {wd}, release {expected_wd}'
@@ -159,12 +158,13 @@ def test_finetune_param_groups(name):
             decayed.add(n)
     if swin:
         assert not any('cpb_mlp' in n or 'logit_scale' in n for n in decayed)
-    else:   # the ViT fine-tune decays its per-layer relative position tables
-        tables = [n for n, _ in model.named_parameters()
-                  if n.endswith('relative_position_bias_table')]
+    else:  # the ViT fine-tune decays its per-layer relative position tables
+        tables = [
+            n for n, _ in model.named_parameters() if n.endswith('relative_position_bias_table')
+        ]
         assert tables and set(tables) <= decayed
-        assert groups['backbone.patch_embed.projection.weight'][0] == pytest.approx(
-            lr * decay_rate ** top)
+        assert groups['backbone.patch_embed.projection.weight'][0] == pytest.approx(lr *
+                                                                                    decay_rate**top)
 
 
 # ------------------------------------------------------------------ schedules
@@ -180,13 +180,19 @@ def scheduled_lrs(cfg, model, total_batch, tmp_path):
     """lr of every group at every iteration, as a Runner trains cfg at total_batch
     (one iteration per epoch: a single-sample dataset at that batch size)."""
     runner = Runner(
-        model=model, work_dir=str(tmp_path), default_scope='mmpretrain',
-        train_dataloader=dict(batch_size=total_batch, dataset=[0], num_workers=0,
-                              sampler=dict(type='DefaultSampler', shuffle=False),
-                              collate_fn=dict(type='default_collate')),
+        model=model,
+        work_dir=str(tmp_path),
+        default_scope='mmpretrain',
+        train_dataloader=dict(
+            batch_size=total_batch,
+            dataset=[0],
+            num_workers=0,
+            sampler=dict(type='DefaultSampler', shuffle=False),
+            collate_fn=dict(type='default_collate')),
         train_cfg=cfg.train_cfg,
         optim_wrapper=set_amp(cfg.optim_wrapper.copy(), amp=False),
-        param_scheduler=cfg.param_scheduler, auto_scale_lr=cfg.auto_scale_lr)
+        param_scheduler=cfg.param_scheduler,
+        auto_scale_lr=cfg.auto_scale_lr)
     # what Runner.train() does before the first iteration
     runner._train_loop = runner.build_train_loop(runner._train_loop)
     runner.optim_wrapper = runner.build_optim_wrapper(runner.optim_wrapper)
@@ -216,13 +222,14 @@ def test_lr_schedule_follows_the_batch_like_the_release(config, total_batch, tmp
     (base, warmup_from, minimum), warmup = SCHEDULES[config]
     kind, name = config.split('/')
     cfg, model = fd_model(name) if kind == 'fd' else finetune_model(name)
-    if kind == 'finetune':   # keep the run small: schedules depend on the epochs only
+    if kind == 'finetune':  # keep the run small: schedules depend on the epochs only
         cfg.train_cfg.pop('val_interval', None)
     lrs, groups = scheduled_lrs(cfg, model, total_batch, tmp_path)
     total = cfg.train_cfg.max_epochs
     k = total_batch / 512
-    release = [release_lr(t, total, warmup, base * k, warmup_from * k, minimum * k)
-               for t in range(total)]
+    release = [
+        release_lr(t, total, warmup, base * k, warmup_from * k, minimum * k) for t in range(total)
+    ]
     top = max(range(len(groups)), key=lambda i: groups[i]['initial_lr'])
     for t in (0, warmup, total // 2, total - 1):
         assert lrs[t][top] == pytest.approx(release[t], rel=1e-6), (config, t)
@@ -231,7 +238,7 @@ def test_lr_schedule_follows_the_batch_like_the_release(config, total_batch, tmp
     step = (base - warmup_from) * k / warmup
     for t in range(warmup):
         assert release[t] - 1e-12 <= lrs[t][top] <= release[t] + step * (1 + 1e-6), t
-    assert lrs[0][top] == pytest.approx(warmup_from * k)     # e.g. 2e-6 at 2048 (FD ViT)
+    assert lrs[0][top] == pytest.approx(warmup_from * k)  # e.g. 2e-6 at 2048 (FD ViT)
     assert lrs[warmup][top] == pytest.approx(base * k)
     # layer-decayed groups follow the same curve at their own scale (docs/method.md)
     for i, group in enumerate(groups):

@@ -48,14 +48,15 @@ def test_environment_check_names_the_problem(monkeypatch):
     monkeypatch.setattr(torch, '__version__', '2.14.0')
     errors, _ = env_check.collect_problems()
     assert any('torch 2.14.0 is not supported' in e and 'make env' in e for e in errors)
-    monkeypatch.setattr(env_check.importlib.util, 'find_spec',
-                        lambda name: None if name == 'mmcv._ext' else object())
+    monkeypatch.setattr(env_check.importlib.util, 'find_spec', lambda name: None
+                        if name == 'mmcv._ext' else object())
     _, warns = env_check.collect_problems()
     assert any('WITHOUT its compiled ops' in w for w in warns)
 
 
 # ---------------------------------------------------------------- exact resume
 class ToyData(Dataset):
+
     def __init__(self):
         g = torch.Generator().manual_seed(0)
         self.x = torch.randn(24, 4, generator=g)
@@ -69,6 +70,7 @@ class ToyData(Dataset):
 
 
 class ToyModel(BaseModel):
+
     def __init__(self):
         super().__init__()
         # No dropout: restoring RNG streams on resume is the reliability suite's topic.
@@ -100,15 +102,18 @@ def make_runner(work_dir, max_iters, resume=False, crash_after=None):
         custom_hooks=[CrashAfter(crash_after)] if crash_after else None,
         model=ToyModel(),
         work_dir=str(work_dir),
-        train_dataloader=dict(dataset=ToyData(), batch_size=4, num_workers=0,
-                              sampler=dict(type='DefaultSampler', shuffle=True),
-                              collate_fn=dict(type='default_collate')),
+        train_dataloader=dict(
+            dataset=ToyData(),
+            batch_size=4,
+            num_workers=0,
+            sampler=dict(type='DefaultSampler', shuffle=True),
+            collate_fn=dict(type='default_collate')),
         optim_wrapper=dict(optimizer=dict(type='AdamW', lr=0.01)),
         param_scheduler=dict(type='CosineAnnealingLR', T_max=8, by_epoch=False),
         train_cfg=dict(by_epoch=False, max_iters=max_iters),
-        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=3,
-                                           by_epoch=False),
-                           logger=dict(type='LoggerHook', interval=1)),
+        default_hooks=dict(
+            checkpoint=dict(type='CheckpointHook', interval=3, by_epoch=False),
+            logger=dict(type='LoggerHook', interval=1)),
         randomness=dict(seed=0),
         resume=resume,
         default_scope='mmpretrain',
@@ -121,7 +126,7 @@ def test_resume_is_exact_with_weights_only(tmp_path):
     full.train()
     expected = {k: v.clone() for k, v in full.model.state_dict().items()}
 
-    with pytest.raises(Crash):                              # dies after iter 3
+    with pytest.raises(Crash):  # dies after iter 3
         make_runner(tmp_path / 'part', 8, crash_after=3).train()
     ckpt = tmp_path / 'part' / 'iter_3.pth'
     # The checkpoint holds mmengine's HistoryBuffer: only our allow-list makes it
@@ -146,9 +151,12 @@ def test_without_mmfd_the_checkpoint_is_refused(tmp_path):
 
 
 def test_safe_globals_do_not_allow_arbitrary_code(tmp_path):
+
     class Evil:
+
         def __reduce__(self):
-            return (os.system, ('echo pwned',))
+            return (os.system, ('echo pwned', ))
+
     path = tmp_path / 'evil.pth'
     torch.save({'x': Evil()}, path)
     with pytest.raises(Exception, match='Unsupported global|weights_only'):

@@ -9,19 +9,18 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from reliability_fixtures import truncate_file
 
 import mmfd  # noqa: F401
-from mmfd.engine.reliability import (AtomicCheckpointHook, atomic_write,
-                                     find_resumable_checkpoint, get_rng_state,
-                                     set_rng_state, verify_checkpoint)
+from mmfd.engine.reliability import (AtomicCheckpointHook, atomic_write, find_resumable_checkpoint,
+                                     get_rng_state, set_rng_state, verify_checkpoint)
 from mmfd.engine.reliability.atomic_io import checkpoint_candidates, remove_stale_temp_files
 from mmfd.engine.reliability.data_position import PositionSampler, SeededIndex
 from mmfd.utils.errors import CheckpointError
-from reliability_fixtures import truncate_file
 
 
 def _save(path, step):
-    weights = {'w': torch.full((64,), float(step))}
+    weights = {'w': torch.full((64, ), float(step))}
     torch.save({'meta': {'iter': step}, 'state_dict': weights}, path)
     return str(path)
 
@@ -79,10 +78,9 @@ def test_newest_complete_checkpoint_wins(tmp_path):
     truncate_file(tmp_path / 'iter_16.pth', keep=0.7)
     (tmp_path / '.iter_20.pth.tmp-1-2').write_bytes(b'partial')
     # last_checkpoint lags behind (killed between the rename and the pointer update)
-    candidates = checkpoint_candidates(str(tmp_path), 'iter_{}.pth',
-                                       str(tmp_path / 'iter_8.pth'))
-    assert [os.path.basename(c) for c in candidates] == [
-        'iter_16.pth', 'iter_12.pth', 'iter_8.pth', 'iter_4.pth']
+    candidates = checkpoint_candidates(str(tmp_path), 'iter_{}.pth', str(tmp_path / 'iter_8.pth'))
+    assert [os.path.basename(c)
+            for c in candidates] == ['iter_16.pth', 'iter_12.pth', 'iter_8.pth', 'iter_4.pth']
     path, skipped = find_resumable_checkpoint(candidates)
     assert path.endswith('iter_12.pth')
     assert [os.path.basename(p) for p, _ in skipped] == ['iter_16.pth']
@@ -90,8 +88,8 @@ def test_newest_complete_checkpoint_wins(tmp_path):
 
 def _fake_runner(tmp_path, load_from=None):
     logger = logging.getLogger('reliability-test')
-    return SimpleNamespace(work_dir=str(tmp_path), _resume=True, _load_from=load_from,
-                           logger=logger)
+    return SimpleNamespace(
+        work_dir=str(tmp_path), _resume=True, _load_from=load_from, logger=logger)
 
 
 def test_auto_resume_choice_and_nothing_usable(tmp_path, caplog):

@@ -5,13 +5,13 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from fd_fixtures import make_image_folder, make_timm_vit_checkpoint
 from mmengine.config import Config
+from reliability_fixtures import train_script_with_preflight, write_config, write_garbage
 
 import mmfd  # noqa: F401
-from fd_fixtures import make_image_folder, make_timm_vit_checkpoint
 from mmfd.utils.errors import CheckpointError, ConfigError
 from mmfd.utils.preflight import preflight
-from reliability_fixtures import train_script_with_preflight, write_config, write_garbage
 
 
 @pytest.fixture(scope='module')
@@ -29,7 +29,7 @@ def files(tmp_path_factory):
 
 
 def _cfg(files, **changes):
-    root, *_ , config = files
+    root, *_, config = files
     cfg = Config.fromfile(config)
     cfg.work_dir = str(root / 'work')
     cfg.merge_from_dict(changes)
@@ -43,18 +43,20 @@ def test_a_good_config_passes(files):
 def test_missing_data_root(files):
     with pytest.raises(ConfigError) as err:
         preflight(_cfg(files, **{'train_dataloader.dataset.data_root': '/no/imagenet'}))
-    assert ("train_dataloader.dataset.data_root='/no/imagenet' does not exist"
-            in str(err.value))
+    assert ("train_dataloader.dataset.data_root='/no/imagenet' does not exist" in str(err.value))
 
 
 def test_missing_ann_file_inside_a_dataset_wrapper(files):
     _, images, *_ = files
     cfg = _cfg(files)
     cfg.train_dataloader.dataset = dict(
-        type='RobustDataset', dataset=dict(type='CustomDataset', data_root=str(images),
-                                           ann_file='meta/train.txt', pipeline=[]))
-    with pytest.raises(ConfigError, match=r"train_dataloader\.dataset\.dataset\.ann_file="
-                       r"'meta/train\.txt': .*meta/train\.txt does not exist"):
+        type='RobustDataset',
+        dataset=dict(
+            type='CustomDataset', data_root=str(images), ann_file='meta/train.txt', pipeline=[]))
+    with pytest.raises(
+            ConfigError,
+            match=r"train_dataloader\.dataset\.dataset\.ann_file="
+            r"'meta/train\.txt': .*meta/train\.txt does not exist"):
         preflight(cfg)
 
 
@@ -89,9 +91,14 @@ def test_total_batch_not_divisible_across_ranks(files):
 
 
 def test_all_problems_are_reported_together(files):
-    cfg = _cfg(files, total_batch_size=10, **{
-        'train_dataloader.dataset.data_root': '/no/data',
-        'model.teacher.checkpoint': '/no/teacher.pth', 'load_from': '/no/ckpt.pth'})
+    cfg = _cfg(
+        files,
+        total_batch_size=10,
+        **{
+            'train_dataloader.dataset.data_root': '/no/data',
+            'model.teacher.checkpoint': '/no/teacher.pth',
+            'load_from': '/no/ckpt.pth'
+        })
     with pytest.raises(ConfigError) as err:
         preflight(cfg, world_size=4)
     message = str(err.value)
@@ -112,35 +119,42 @@ def train_main(tmp_path_factory):
 
 def _train(train_main, files, *options, tmp_path):
     *_, config = files
-    train_main([str(config), '--work-dir', str(tmp_path / 'work'), '--cfg-options',
-                *options])
+    train_main([str(config), '--work-dir', str(tmp_path / 'work'), '--cfg-options', *options])
 
 
-def test_train_py_stops_on_missing_data_root_before_building_the_model(
-        files, train_main, tmp_path):
+def test_train_py_stops_on_missing_data_root_before_building_the_model(files, train_main, tmp_path):
     with pytest.raises(ConfigError, match="data_root='/no/such/dir' does not exist"):
-        _train(train_main, files, 'train_dataloader.dataset.data_root=/no/such/dir',
-               'model.teacher.arch.depth=-1',  # would fail if the model were built
-               tmp_path=tmp_path)
+        _train(
+            train_main,
+            files,
+            'train_dataloader.dataset.data_root=/no/such/dir',
+            'model.teacher.arch.depth=-1',  # would fail if the model were built
+            tmp_path=tmp_path)
     assert not (tmp_path / 'work').exists() or not list((tmp_path / 'work').glob('*/*.log'))
 
 
-@pytest.mark.parametrize('options, expected', [
-    # unknown teacher arch: the teacher zoo's error, with the close matches
-    (['model.teacher.arch=vit_base_patch61'],
-     "Unknown ViT arch 'vit_base_patch61'. Did you mean 'vit_base_patch16'"),
-    # grids that cannot be aligned (patch-8 teacher: 8x8 tokens, student 4x4)
-    (['model.align=none'], 'Teacher grid (8, 8)'),
-    # widths that cannot be aligned
-    (['model.head.out_channels=64'], 'model.head.out_channels=64 but the teacher'),
-])
-def test_train_py_model_faults_come_before_any_data_is_read(
-        files, train_main, tmp_path, options, expected):
+@pytest.mark.parametrize(
+    'options, expected',
+    [
+        # unknown teacher arch: the teacher zoo's error, with the close matches
+        (['model.teacher.arch=vit_base_patch61'
+          ], "Unknown ViT arch 'vit_base_patch61'. Did you mean 'vit_base_patch16'"),
+        # grids that cannot be aligned (patch-8 teacher: 8x8 tokens, student 4x4)
+        (['model.align=none'], 'Teacher grid (8, 8)'),
+        # widths that cannot be aligned
+        (['model.head.out_channels=64'], 'model.head.out_channels=64 but the teacher'),
+    ])
+def test_train_py_model_faults_come_before_any_data_is_read(files, train_main, tmp_path, options,
+                                                            expected):
     *_, unreadable, _ = files
     with pytest.raises(ConfigError) as err:
         # unreadable images: a run that got to reading data would fail differently
-        _train(train_main, files, f'train_dataloader.dataset.data_root={unreadable}',
-               *options, tmp_path=tmp_path)
+        _train(
+            train_main,
+            files,
+            f'train_dataloader.dataset.data_root={unreadable}',
+            *options,
+            tmp_path=tmp_path)
     assert expected in str(err.value)
 
 

@@ -6,15 +6,15 @@ import re
 import numpy as np
 import pytest
 import torch
+from fd_fixtures import make_image_folder
 from mmengine.logging import MMLogger
 from mmengine.registry import init_default_scope
 from PIL import Image
+from reliability_fixtures import truncate_file, write_garbage
 
 import mmfd  # noqa: F401
-from fd_fixtures import make_image_folder
 from mmfd.datasets import (BadSampleError, DataError, RobustDataset, SafeLoadImageFromFile,
                            image_bytes_problem)
-from reliability_fixtures import truncate_file, write_garbage
 
 
 def _encoded(fmt: str) -> bytes:
@@ -44,8 +44,12 @@ def test_safe_loader_names_the_file_and_the_reason(tmp_path):
     empty.write_bytes(b'')
     load = SafeLoadImageFromFile()
     assert load({'img_path': str(good)})['img'].shape == (48, 48, 3)
-    cases = {truncated: 'truncated JPEG', garbage: 'cannot decode', empty: 'empty file',
-             tmp_path / 'missing.jpg': 'file not found'}
+    cases = {
+        truncated: 'truncated JPEG',
+        garbage: 'cannot decode',
+        empty: 'empty file',
+        tmp_path / 'missing.jpg': 'file not found'
+    }
     for path, reason in cases.items():
         with pytest.raises(BadSampleError) as err:
             load({'img_path': str(path)})
@@ -59,11 +63,16 @@ def test_safe_loader_names_the_file_and_the_reason(tmp_path):
 
 def _robust(root, **kwargs):
     init_default_scope('mmpretrain')
-    return RobustDataset(dict(
-        type='CustomDataset', data_root=str(root), with_label=False,
-        pipeline=[dict(type='LoadImageFromFile'),
-                  dict(type='RandomResizedCrop', scale=32, backend='pillow'),
-                  dict(type='PackInputs')]), **kwargs)
+    return RobustDataset(
+        dict(
+            type='CustomDataset',
+            data_root=str(root),
+            with_label=False,
+            pipeline=[
+                dict(type='LoadImageFromFile'),
+                dict(type='RandomResizedCrop', scale=32, backend='pillow'),
+                dict(type='PackInputs')
+            ]), **kwargs)
 
 
 @pytest.fixture
@@ -80,9 +89,12 @@ def test_bad_images_are_replaced_and_logged_once_across_workers(folder, tmp_path
     MMLogger.get_instance(f'data_faults_{tmp_path.name}', log_file=str(log_file))
     dataset = _robust(folder, max_bad_samples=2)
     assert type(dataset.dataset.pipeline.transforms[0]).__name__ == 'SafeLoadImageFromFile'
-    loader = torch.utils.data.DataLoader(dataset, batch_size=4, num_workers=2,
-                                         persistent_workers=False,
-                                         collate_fn=lambda batch: batch)
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=4,
+        num_workers=2,
+        persistent_workers=False,
+        collate_fn=lambda batch: batch)
     seen = []
     for _ in range(3):  # three epochs, fresh workers each time
         for batch in loader:
@@ -100,8 +112,8 @@ def test_bad_images_are_replaced_and_logged_once_across_workers(folder, tmp_path
 
 def test_more_bad_samples_than_allowed_stops_with_a_clear_error(folder):
     dataset = _robust(folder, max_bad_samples=1)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=4, num_workers=2,
-                                         collate_fn=lambda batch: batch)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=4, num_workers=2, collate_fn=lambda batch: batch)
     batches = iter(loader)
     with pytest.raises(DataError) as err:
         for _ in batches:
@@ -129,9 +141,12 @@ def test_substitution_and_augmentation_are_deterministic(folder):
 def test_without_the_wrapper_a_bad_image_fails_with_its_path(folder):
     init_default_scope('mmpretrain')
     from mmengine.registry import DATASETS
-    dataset = DATASETS.build(dict(type='CustomDataset', data_root=str(folder),
-                                  with_label=False,
-                                  pipeline=[dict(type='SafeLoadImageFromFile')]))
+    dataset = DATASETS.build(
+        dict(
+            type='CustomDataset',
+            data_root=str(folder),
+            with_label=False,
+            pipeline=[dict(type='SafeLoadImageFromFile')]))
     with pytest.raises(BadSampleError, match=r'img_003\.png: truncated PNG'):
         dataset[3]
 

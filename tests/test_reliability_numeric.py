@@ -8,11 +8,11 @@ from unittest import mock
 import pytest
 import torch
 from mmengine.logging import MessageHub
+from reliability_fixtures import run, train_cmd, write_config
 
 import mmfd  # noqa: F401
 from mmfd.engine.reliability import (NonFiniteError, SafeAmpOptimWrapper,
                                      SafeCPUAutocastOptimWrapper, SafeOptimWrapper)
-from reliability_fixtures import run, train_cmd, write_config
 
 _names = itertools.count()
 
@@ -107,8 +107,8 @@ def test_amp_wrapper_skips_unscaled_nonfinite_and_lowers_the_scale():
     GPU at construction, which this test machine lacks, so that check is patched."""
     import mmengine.optim.optimizer.amp_optimizer_wrapper as amp_module
     with mock.patch.object(amp_module, 'is_cuda_available', return_value=True):
-        model, wrapper, hub = _setup(SafeAmpOptimWrapper, max_consecutive_nonfinite=2,
-                                     loss_scale='dynamic')
+        model, wrapper, hub = _setup(
+            SafeAmpOptimWrapper, max_consecutive_nonfinite=2, loss_scale='dynamic')
     wrapper.loss_scaler = torch.amp.GradScaler('cpu', init_scale=1024.)
     wrapper.update_params(_loss(model))
     before = _snapshot(model, wrapper)
@@ -125,7 +125,11 @@ def test_training_skips_a_nan_step_then_stops_naming_iteration_and_checkpoint(tm
     from fd_fixtures import make_image_folder, make_timm_vit_checkpoint
     images = make_image_folder(tmp_path / 'images', n=16)
     teacher = make_timm_vit_checkpoint(tmp_path / 'teacher.pth')
-    config = write_config(tmp_path / 'nan.py', images, teacher, extra='''
+    config = write_config(
+        tmp_path / 'nan.py',
+        images,
+        teacher,
+        extra='''
 optim_wrapper['max_consecutive_nonfinite'] = 3
 custom_hooks = [dict(type='NaNInjectionHook', iters=[2, 9, 10, 11, 12])]
 ''')

@@ -5,11 +5,9 @@ import socket
 
 import pytest
 import torch
-
 from fd_fixtures import make_image_folder, make_timm_vit_checkpoint
-from reliability_fixtures import (assert_bitwise_equal, final_state, run, run_until,
-                                  train_cmd, truncate_file, write_config)
-
+from reliability_fixtures import (assert_bitwise_equal, final_state, run, run_until, train_cmd,
+                                  truncate_file, write_config)
 
 ROBUST_DATASET = """
 train_dataloader['dataset'] = dict(
@@ -33,9 +31,12 @@ def workers_config(setup):
     """IterBasedTrainLoop, 2 dataloader workers restarted every dataloader epoch,
     RobustDataset (per-sample augmentation seeds)."""
     root, images, teacher, _ = setup
-    return write_config(root / 'tiny_workers.py', images, teacher, extra=(
-        ROBUST_DATASET.format(images=images)
-        + "train_dataloader.update(num_workers=2, persistent_workers=False)\n"))
+    return write_config(
+        root / 'tiny_workers.py',
+        images,
+        teacher,
+        extra=(ROBUST_DATASET.format(images=images) +
+               "train_dataloader.update(num_workers=2, persistent_workers=False)\n"))
 
 
 @pytest.fixture(scope='module')
@@ -49,22 +50,25 @@ def reference(setup, workers_config):
     return work
 
 
-def test_sigkill_mid_run_and_during_save_resume_bitwise(workers_config, reference,
-                                                        tmp_path):
+def test_sigkill_mid_run_and_during_save_resume_bitwise(workers_config, reference, tmp_path):
     config = workers_config
     work = tmp_path / 'killed'
     keep3 = 'default_hooks.checkpoint.max_keep_ckpts=3'
 
     # 1. SIGKILL at an arbitrary iteration (iter 14; last checkpoint iter_12, which is
     #    also the end of the first dataloader epoch).
-    run_until(train_cmd(config, work, keep3), 'MMFD_TEST_PAUSED_AFTER_ITER 14',
-              env={'MMFD_TEST_PAUSE_AFTER_ITER': '14'})
+    run_until(
+        train_cmd(config, work, keep3),
+        'MMFD_TEST_PAUSED_AFTER_ITER 14',
+        env={'MMFD_TEST_PAUSE_AFTER_ITER': '14'})
     assert (work / 'iter_12.pth').exists() and not (work / 'iter_16.pth').exists()
 
     # 2. Resume, and SIGKILL it half-way through writing iter_20.pth.
     pausing = 'default_hooks.checkpoint.backend_args.backend=mmfd_test_pausing'
-    out = run_until(train_cmd(config, work, keep3, pausing, resume=True),
-                    'MMFD_TEST_PAUSED_IN_SAVE', env={'MMFD_TEST_PAUSE_SAVE': 'iter_20.pth'})
+    out = run_until(
+        train_cmd(config, work, keep3, pausing, resume=True),
+        'MMFD_TEST_PAUSED_IN_SAVE',
+        env={'MMFD_TEST_PAUSE_SAVE': 'iter_20.pth'})
     assert 'Auto-resume: resuming from' in out and 'iter_12.pth' in out
     assert not (work / 'iter_20.pth').exists(), 'a partial checkpoint took the final name'
     partial = [p for p in os.listdir(work) if p.startswith('.iter_20.pth.tmp-')]
@@ -73,8 +77,8 @@ def test_sigkill_mid_run_and_during_save_resume_bitwise(workers_config, referenc
     # max_keep_ckpts=3: iter_8 goes only once iter_20 is complete (mmengine deletes first)
     assert (work / 'iter_8.pth').exists()
     # what the resumed run saved so far is the uninterrupted run's state, bit for bit
-    assert_bitwise_equal(final_state(reference / 'iter_16.pth'),
-                         final_state(work / 'iter_16.pth'), 'iter_16')
+    assert_bitwise_equal(
+        final_state(reference / 'iter_16.pth'), final_state(work / 'iter_16.pth'), 'iter_16')
 
     # 3. The newest complete checkpoint gets truncated (e.g. a disk filled up under
     #    a non-atomic copy): auto-resume must skip it and fall back to iter_12.
@@ -91,12 +95,11 @@ def test_sigkill_mid_run_and_during_save_resume_bitwise(workers_config, referenc
     assert_bitwise_equal(ref['model'], got['model'], 'state_dict')
     assert_bitwise_equal(ref['optimizer'], got['optimizer'], 'optimizer')
     assert_bitwise_equal(ref['schedulers'], got['schedulers'], 'param_schedulers')
-    assert sorted(p for p in os.listdir(work) if p.endswith('.pth')) == [
-        'iter_16.pth', 'iter_20.pth', 'iter_24.pth']
+    assert sorted(p for p in os.listdir(work)
+                  if p.endswith('.pth')) == ['iter_16.pth', 'iter_20.pth', 'iter_24.pth']
 
 
-def test_epoch_loop_resumes_at_epoch_end_mid_epoch_and_from_epoch_checkpoints(
-        setup, tmp_path):
+def test_epoch_loop_resumes_at_epoch_end_mid_epoch_and_from_epoch_checkpoints(setup, tmp_path):
     """EpochBasedTrainLoop (3 epochs of 8 batches), 2 persistent dataloader workers,
     RobustDataset and one truncated image on disk. Killed twice with iteration
     checkpoints (resumed after an epoch's last batch, then mid-epoch), and once with
@@ -104,15 +107,19 @@ def test_epoch_loop_resumes_at_epoch_end_mid_epoch_and_from_epoch_checkpoints(
     _, _, teacher, _ = setup
     images = make_image_folder(tmp_path / 'images', n=32)
     truncate_file(images / 'img_005.png', keep=0.5)
-    config = write_config(tmp_path / 'epoch.py', images, teacher, extra=(
-        ROBUST_DATASET.format(images=images) + """
+    config = write_config(
+        tmp_path / 'epoch.py',
+        images,
+        teacher,
+        extra=(ROBUST_DATASET.format(images=images) + """
 train_dataloader.update(num_workers=2, persistent_workers=True)
 train_cfg = dict(_delete_=True, type='EpochBasedTrainLoop', max_epochs=3)
 """))
 
     def pause(at):
-        return dict(pattern=f'MMFD_TEST_PAUSED_AFTER_ITER {at}',
-                    env={'MMFD_TEST_PAUSE_AFTER_ITER': str(at)})
+        return dict(
+            pattern=f'MMFD_TEST_PAUSED_AFTER_ITER {at}',
+            env={'MMFD_TEST_PAUSE_AFTER_ITER': str(at)})
 
     reference = tmp_path / 'reference'
     result = run(train_cmd(config, reference))
@@ -138,8 +145,7 @@ train_cfg = dict(_delete_=True, type='EpochBasedTrainLoop', max_epochs=3)
 
     # per-epoch checkpoints (by_epoch=True): resume at the start of epoch 1
     work = tmp_path / 'by_epoch'
-    per_epoch = ['default_hooks.checkpoint.by_epoch=True',
-                 'default_hooks.checkpoint.interval=1']
+    per_epoch = ['default_hooks.checkpoint.by_epoch=True', 'default_hooks.checkpoint.interval=1']
     run_until(train_cmd(config, work, *per_epoch), **pause(10))
     assert (work / 'epoch_1.pth').exists() and not (work / 'epoch_2.pth').exists()
     result = run(train_cmd(config, work, *per_epoch, resume=True))
@@ -158,8 +164,9 @@ def _free_port():
 def test_dist_train_two_ranks_sigkill_resume_bitwise(setup, tmp_path):
     """tools/dist_train.sh ... 2 (gloo on CPU): kill both ranks, resume, compare."""
     _, _, _, config = setup
-    options = ['train_dataloader.batch_size=2', 'train_cfg.max_iters=12',
-               'param_scheduler.0.T_max=12']
+    options = [
+        'train_dataloader.batch_size=2', 'train_cfg.max_iters=12', 'param_scheduler.0.T_max=12'
+    ]
 
     def dist(work, resume=False):
         cmd = ['bash', 'tools/dist_train.sh', str(config), '2', '--work-dir', str(work)]
@@ -172,8 +179,13 @@ def test_dist_train_two_ranks_sigkill_resume_bitwise(setup, tmp_path):
     assert len(ckpt['rng_states']) == 2  # one set of random states per rank
 
     work = tmp_path / 'killed'
-    run_until(dist(work), 'MMFD_TEST_PAUSED_AFTER_ITER 7 rank 0',
-              env={'PORT': _free_port(), 'MMFD_TEST_PAUSE_AFTER_ITER': '7'})
+    run_until(
+        dist(work),
+        'MMFD_TEST_PAUSED_AFTER_ITER 7 rank 0',
+        env={
+            'PORT': _free_port(),
+            'MMFD_TEST_PAUSE_AFTER_ITER': '7'
+        })
     assert (work / 'iter_4.pth').exists() and not (work / 'iter_8.pth').exists()
     result = run(dist(work, resume=True), env={'PORT': _free_port()})
     log = result.stdout + result.stderr
@@ -183,4 +195,3 @@ def test_dist_train_two_ranks_sigkill_resume_bitwise(setup, tmp_path):
     ref, got = final_state(reference / 'iter_12.pth'), final_state(work / 'iter_12.pth')
     assert_bitwise_equal(ref['model'], got['model'], 'state_dict')
     assert_bitwise_equal(ref['optimizer'], got['optimizer'], 'optimizer')
-

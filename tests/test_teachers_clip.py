@@ -3,12 +3,12 @@ import copy
 
 import pytest
 import torch
+from teacher_fixtures import (TOL, build_open_clip, build_timm_vit, clip_reference_tokens, images,
+                              max_diff, save_openai_torchscript, tiny_clip_config)
 
 import mmfd  # noqa: F401
 from mmfd.models.teachers import CLIP_MEAN, CLIPTeacher
 from mmfd.utils.errors import CheckpointError, ConfigError
-from teacher_fixtures import (TOL, build_open_clip, build_timm_vit, clip_reference_tokens,
-                              images, max_diff, save_openai_torchscript, tiny_clip_config)
 
 
 def _check_parity(teacher, model, x):
@@ -34,9 +34,15 @@ def test_open_clip_file_parity(tmp_path, layout):
         from safetensors.torch import save_file
         save_file(model.state_dict(), str(path))
     elif layout == 'open_clip_train':  # open_clip's training checkpoints (DDP)
-        torch.save({'epoch': 32, 'name': 'run',
-                    'state_dict': {f'module.{k}': v for k, v in model.state_dict().items()}},
-                   path)
+        torch.save(
+            {
+                'epoch': 32,
+                'name': 'run',
+                'state_dict': {
+                    f'module.{k}': v
+                    for k, v in model.state_dict().items()
+                }
+            }, path)
     else:
         torch.save(model.state_dict(), path)
 
@@ -116,8 +122,8 @@ def test_input_size(tmp_path):
 
 def test_named_quickgelu_arch():
     teacher = CLIPTeacher(arch='ViT-B-16-quickgelu', allow_random_init=True)
-    assert teacher.quick_gelu and type(teacher.visual.transformer.resblocks[0].mlp.gelu
-                                       ).__name__ == 'QuickGELU'
+    assert teacher.quick_gelu and type(
+        teacher.visual.transformer.resblocks[0].mlp.gelu).__name__ == 'QuickGELU'
     assert (teacher.embed_dim, teacher.patch_size, teacher.img_size) == (768, 16, 224)
 
 

@@ -5,15 +5,15 @@ import os
 
 import pytest
 import torch
+from teacher_fixtures import (MM_VIT, SWIN_IMG, TINY_SWIN, build_mm_backbone, build_open_clip,
+                              build_timm_swin, build_timm_vit, images, mmpretrain_checkpoint,
+                              official_swin_state, save_openai_torchscript, tiny_clip_config,
+                              vit_arch)
 
 import mmfd  # noqa: F401
 from mmfd.models.teachers import (CLIPTeacher, MMPretrainTeacher, SwinTeacher, ViTTeacher,
                                   build_teacher)
 from mmfd.utils.errors import CheckpointError, ConfigError
-from teacher_fixtures import (MM_VIT, SWIN_IMG, TINY_SWIN, build_mm_backbone, build_open_clip,
-                              build_timm_swin, build_timm_vit, images, mmpretrain_checkpoint,
-                              official_swin_state, save_openai_torchscript, tiny_clip_config,
-                              vit_arch)
 
 TOOL = os.path.join(os.path.dirname(__file__), '..', 'tools', 'convert_teacher.py')
 
@@ -45,14 +45,13 @@ def test_clip_torchscript_roundtrip(tmp_path, convert_main):
     pt = str(tmp_path / 'ViT-tiny.pt')
     save_openai_torchscript(build_open_clip(config), pt, image_size=32)
     original = CLIPTeacher(arch=None, checkpoint=pt, allow_torchscript=True)
-    out, meta, converted = _roundtrip(
-        convert_main, tmp_path, ['--family', 'clip', '--allow-torchscript', pt], original, 32)
+    out, meta, converted = _roundtrip(convert_main, tmp_path,
+                                      ['--family', 'clip', '--allow-torchscript', pt], original, 32)
     assert meta['family'] == 'clip' and meta['teacher']['quick_gelu'] is True
     assert isinstance(converted, CLIPTeacher) and converted.quick_gelu
     # the same teacher config with the converted file: QuickGELU is read from it
     same = CLIPTeacher(arch=original.arch, checkpoint=out)
-    assert same.quick_gelu and torch.equal(same(images(32)).tokens,
-                                           original(images(32)).tokens)
+    assert same.quick_gelu and torch.equal(same(images(32)).tokens, original(images(32)).tokens)
     with pytest.raises(ConfigError, match='quick_gelu'):
         CLIPTeacher(arch=original.arch, checkpoint=out, quick_gelu=False)
 
@@ -63,8 +62,8 @@ def test_vit_roundtrip(tmp_path, convert_main):
     original = ViTTeacher(arch=vit_arch(), img_size=32, checkpoint=path)
     out, meta, _ = _roundtrip(
         convert_main, tmp_path,
-        ['--family', 'vit', '--arch', json.dumps(vit_arch()), '--img-size', '32', path],
-        original, 32)
+        ['--family', 'vit', '--arch',
+         json.dumps(vit_arch()), '--img-size', '32', path], original, 32)
     same = ViTTeacher(arch=vit_arch(), checkpoint=out)
     assert torch.equal(same(images(32)).tokens, original(images(32)).tokens)
     # same shapes, different function: caught through the file's metadata
@@ -79,16 +78,18 @@ def test_swin_roundtrip(tmp_path, convert_main):
     torch.save(official_swin_state(build_timm_swin(window=4)), path)
     arch = dict(TINY_SWIN, window_size=4)
     original = SwinTeacher(arch=arch, checkpoint=path, out_stage=3, img_size=SWIN_IMG)
-    _, meta, converted = _roundtrip(
-        convert_main, tmp_path, ['--family', 'swin', '--arch', json.dumps(arch),
-                                 '--out-stage', '3', '--img-size', str(SWIN_IMG), path],
-        original, SWIN_IMG)
+    _, meta, converted = _roundtrip(convert_main, tmp_path, [
+        '--family', 'swin', '--arch',
+        json.dumps(arch), '--out-stage', '3', '--img-size',
+        str(SWIN_IMG), path
+    ], original, SWIN_IMG)
     assert meta['embed_dim'] == 64 and converted.out_stage == 3
     from mmpretrain.registry import MODELS  # how configs name it
-    again = MODELS.build(dict(type='ConvertedTeacher', checkpoint=str(
-        tmp_path / 'converted.safetensors')))
+    again = MODELS.build(
+        dict(type='ConvertedTeacher', checkpoint=str(tmp_path / 'converted.safetensors')))
     assert isinstance(again, SwinTeacher) and torch.equal(
-        again(images(SWIN_IMG)).tokens, original(images(SWIN_IMG)).tokens)
+        again(images(SWIN_IMG)).tokens,
+        original(images(SWIN_IMG)).tokens)
 
 
 def test_mmpretrain_roundtrip(tmp_path, convert_main):
@@ -97,8 +98,8 @@ def test_mmpretrain_roundtrip(tmp_path, convert_main):
     config = tmp_path / 'vit_cfg.py'
     config.write_text(f'model = dict(type="ImageClassifier", backbone={MM_VIT!r})\n')
     original = MMPretrainTeacher(config=str(config), checkpoint=path)
-    _roundtrip(convert_main, tmp_path,
-               ['--family', 'mmpretrain', '--config', str(config), path], original, 32)
+    _roundtrip(convert_main, tmp_path, ['--family', 'mmpretrain', '--config',
+                                        str(config), path], original, 32)
 
 
 def test_plain_safetensors_is_not_a_converted_teacher(tmp_path):

@@ -56,8 +56,16 @@ def test_argparse_namespace_is_allowed(tmp_path):
 
 def test_unwrap_prefers_teacher_and_strips_prefixes():
     t, s, h = torch.zeros(1), torch.ones(1), torch.full((1, ), 2.)
-    ckpt = {'student': {'module.backbone.w': s}, 'epoch': 3,
-            'teacher': {'module.backbone.w': t, 'module.head.last_layer.weight': h}}
+    ckpt = {
+        'student': {
+            'module.backbone.w': s
+        },
+        'epoch': 3,
+        'teacher': {
+            'module.backbone.w': t,
+            'module.head.last_layer.weight': h
+        }
+    }
     out = unwrap_state_dict(ckpt, select_prefix='backbone.')
     assert list(out) == ['w'] and out['w'] is t
     assert unwrap_state_dict(ckpt, select_prefix='backbone.', entry='student')['w'] is s
@@ -67,8 +75,10 @@ def test_unwrap_prefers_teacher_and_strips_prefixes():
     with pytest.raises(CheckpointError, match="holds only \\['student'\\]"):
         unwrap_state_dict(only_student, entry='teacher', strict_entry=True)
     # without any key under the selected prefix the dict is kept whole
-    assert set(unwrap_state_dict({'model': {'w': t, 'head.weight': h}},
-                                 select_prefix='backbone.')) == {'w', 'head.weight'}
+    assert set(unwrap_state_dict({'model': {
+        'w': t,
+        'head.weight': h
+    }}, select_prefix='backbone.')) == {'w', 'head.weight'}
 
 
 def test_unwrap_reports_unknown_layout():
@@ -96,8 +106,10 @@ def test_strict_loading_names_every_problem():
 
 def test_strict_loading_copies_weights():
     module, source = nn.Linear(2, 2), nn.Linear(2, 2)
-    dropped = load_state_dict_strict(module, {**source.state_dict(), 'fc.w': torch.ones(1)},
-                                     'x', ignore=[r'^fc\.'])
+    dropped = load_state_dict_strict(
+        module, {
+            **source.state_dict(), 'fc.w': torch.ones(1)
+        }, 'x', ignore=[r'^fc\.'])
     assert dropped == ['fc.w'] and torch.equal(module.weight, source.weight)
 
 
@@ -106,6 +118,7 @@ def test_guess_family():
     assert guess_family(['cls_token', 'patch_embed.proj.weight',
                          'blocks.0.attn.qkv.weight']) == 'vit'
     assert guess_family(['layers.0.blocks.0.attn.relative_position_bias_table']) == 'swin'
-    assert guess_family(['backbone.layers.0.attn.qkv.weight',
-                         'backbone.patch_embed.projection.weight']) == 'mmpretrain'
+    assert guess_family(
+        ['backbone.layers.0.attn.qkv.weight',
+         'backbone.patch_embed.projection.weight']) == 'mmpretrain'
     assert guess_family(['fc.weight']) is None

@@ -3,12 +3,12 @@ import copy
 
 import pytest
 import torch
+from teacher_fixtures import (MM_SWIN, MM_VIT, TOL, build_mm_backbone, build_timm_vit, images,
+                              max_diff, mmpretrain_checkpoint)
 
 import mmfd  # noqa: F401
 from mmfd.models.teachers import MMPretrainTeacher
 from mmfd.utils.errors import CheckpointError
-from teacher_fixtures import (MM_SWIN, MM_VIT, TOL, build_mm_backbone, build_timm_vit, images,
-                              max_diff, mmpretrain_checkpoint)
 
 
 def _save(tmp_path, obj, name='mm.pth'):
@@ -17,8 +17,8 @@ def _save(tmp_path, obj, name='mm.pth'):
     return str(path)
 
 
-@pytest.mark.parametrize('backbone_type', ['VisionTransformer', 'MAEViT',
-                                           'DistilledVisionTransformer'])
+@pytest.mark.parametrize('backbone_type',
+                         ['VisionTransformer', 'MAEViT', 'DistilledVisionTransformer'])
 def test_vit_like_parity(tmp_path, backbone_type):
     cfg = dict(MM_VIT, type=backbone_type, out_type='raw')
     reference = build_mm_backbone(cfg)
@@ -56,19 +56,26 @@ def test_swin_featmap_and_config_file(tmp_path):
     assert teacher.mean == (1.0, 2.0, 3.0) and teacher.std == (4.0, 5.0, 6.0)
 
 
-MM_SWINV2 = dict(type='SwinTransformerV2', img_size=64, window_size=[4, 4, 4, 2],
-                 arch=dict(embed_dims=16, depths=[2, 2, 2, 2], num_heads=[1, 2, 2, 4],
-                           extra_norm_every_n_blocks=0))
-MM_BEIT = dict(MM_VIT, type='BEiTViT', use_shared_rel_pos_bias=True, use_rel_pos_bias=False,
-               layer_scale_init_value=0.1)
+MM_SWINV2 = dict(
+    type='SwinTransformerV2',
+    img_size=64,
+    window_size=[4, 4, 4, 2],
+    arch=dict(
+        embed_dims=16, depths=[2, 2, 2, 2], num_heads=[1, 2, 2, 4], extra_norm_every_n_blocks=0))
+MM_BEIT = dict(
+    MM_VIT,
+    type='BEiTViT',
+    use_shared_rel_pos_bias=True,
+    use_rel_pos_bias=False,
+    layer_scale_init_value=0.1)
 
 
 @pytest.mark.parametrize('cfg', [MM_SWINV2, MM_BEIT], ids=['swinv2', 'beit'])
 def test_backbones_with_load_hooks(tmp_path, cfg):
     # SwinV2's hook deletes its index/coordinate tables, BEiT's rewrites tables.
     reference = build_mm_backbone(dict(cfg, out_type='raw') if cfg is MM_BEIT else cfg)
-    teacher = MMPretrainTeacher(config=cfg, checkpoint=_save(
-        tmp_path, mmpretrain_checkpoint(reference)))
+    teacher = MMPretrainTeacher(
+        config=cfg, checkpoint=_save(tmp_path, mmpretrain_checkpoint(reference)))
     x = images(cfg['img_size'])
     with torch.no_grad():
         expected = reference(x)[-1]
@@ -98,8 +105,9 @@ def test_errors(tmp_path):
     assert 'broken.pth' in str(info.value)
 
     with pytest.raises(CheckpointError, match='looks like a vit checkpoint') as info:
-        MMPretrainTeacher(config=MM_VIT, checkpoint=_save(
-            tmp_path, build_timm_vit().state_dict(), 'dino.pth'))
+        MMPretrainTeacher(
+            config=MM_VIT, checkpoint=_save(tmp_path,
+                                            build_timm_vit().state_dict(), 'dino.pth'))
     assert 'ViTTeacher' in str(info.value)
 
 

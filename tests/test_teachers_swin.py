@@ -1,13 +1,13 @@
 """SwinTeacher / EsViTTeacher from official Swin-layout files vs timm's SwinTransformer."""
 import pytest
 import torch
+from teacher_fixtures import (SWIN_IMG, TINY_SWIN, TOL, build_timm_swin, images, max_diff,
+                              official_swin_state)
 
 import mmfd  # noqa: F401
 from mmfd.checkpoint import swin_official_to_timm
 from mmfd.models.teachers import EsViTTeacher, SwinTeacher
 from mmfd.utils.errors import CheckpointError, ConfigError
-from teacher_fixtures import (SWIN_IMG, TINY_SWIN, TOL, build_timm_swin, images, max_diff,
-                              official_swin_state)
 
 
 def test_official_layout_parity_stage4_and_stage3(tmp_path):
@@ -31,8 +31,8 @@ def test_official_layout_parity_stage4_and_stage3(tmp_path):
 
     stage3 = SwinTeacher(arch=arch, img_size=SWIN_IMG, checkpoint=str(path), out_stage=3)
     with torch.no_grad():
-        ref3 = model.forward_intermediates(x, indices=[2], norm=False,
-                                           intermediates_only=True)[0]  # NCHW
+        ref3 = model.forward_intermediates(
+            x, indices=[2], norm=False, intermediates_only=True)[0]  # NCHW
     out3 = stage3(x)
     assert ref3.shape == (1, 64, 8, 8)
     assert max_diff(out3.tokens, ref3.flatten(2).transpose(1, 2)) <= TOL
@@ -79,40 +79,39 @@ def test_esvit_loads_the_student_entry_like_the_release(tmp_path):
 
     # entry='teacher' loads the EMA network instead (the +1 offset shows)
     ema = EsViTTeacher(arch=arch, img_size=SWIN_IMG, checkpoint=path, entry='teacher')
-    assert torch.equal(ema.model.patch_embed.proj.weight,
-                       teacher.model.patch_embed.proj.weight + 1)
+    assert torch.equal(ema.model.patch_embed.proj.weight, teacher.model.patch_embed.proj.weight + 1)
 
 
 def test_esvit_file_with_only_a_student_entry_is_accepted(tmp_path):
     model = build_timm_swin(window=8)
-    path = _esvit_training_file(tmp_path, official_swin_state(model), entries=('student',))
-    teacher = EsViTTeacher(arch=dict(TINY_SWIN, window_size=8), img_size=SWIN_IMG,
-                           checkpoint=path)
+    path = _esvit_training_file(tmp_path, official_swin_state(model), entries=('student', ))
+    teacher = EsViTTeacher(arch=dict(TINY_SWIN, window_size=8), img_size=SWIN_IMG, checkpoint=path)
     x = images(SWIN_IMG, batch=1)
     with torch.no_grad():
         assert max_diff(teacher(x).tokens, model.forward_features(x).flatten(1, 2)) <= TOL
 
 
 def test_esvit_explicit_entry_must_exist(tmp_path):
-    path = _esvit_training_file(tmp_path, official_swin_state(build_timm_swin(window=8)),
-                                entries=('student',))
+    path = _esvit_training_file(
+        tmp_path, official_swin_state(build_timm_swin(window=8)), entries=('student', ))
     with pytest.raises(CheckpointError, match="entry='teacher' was asked for") as info:
-        EsViTTeacher(arch=dict(TINY_SWIN, window_size=8), img_size=SWIN_IMG,
-                     checkpoint=path, entry='teacher')
+        EsViTTeacher(
+            arch=dict(TINY_SWIN, window_size=8),
+            img_size=SWIN_IMG,
+            checkpoint=path,
+            entry='teacher')
     assert path in str(info.value) and "entry='student'" in str(info.value)
     with pytest.raises(ConfigError, match='not one of'):
-        EsViTTeacher(arch=dict(TINY_SWIN, window_size=8), img_size=SWIN_IMG,
-                     checkpoint=path, entry='ema')
+        EsViTTeacher(
+            arch=dict(TINY_SWIN, window_size=8), img_size=SWIN_IMG, checkpoint=path, entry='ema')
 
 
 def test_window_mismatch_is_a_shape_error(tmp_path):
     path = tmp_path / 'swin_w4.pth'
     torch.save(official_swin_state(build_timm_swin(window=4)), path)
     with pytest.raises(CheckpointError, match='shape mismatch') as info:
-        SwinTeacher(arch=dict(TINY_SWIN, window_size=8), img_size=SWIN_IMG,
-                    checkpoint=str(path))
-    assert 'relative_position_bias_table: checkpoint (49, 1) vs model (225, 1)' in str(
-        info.value)
+        SwinTeacher(arch=dict(TINY_SWIN, window_size=8), img_size=SWIN_IMG, checkpoint=str(path))
+    assert 'relative_position_bias_table: checkpoint (49, 1) vs model (225, 1)' in str(info.value)
 
 
 def test_esvit_default_arch_is_swin_b_window14():

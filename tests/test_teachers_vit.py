@@ -1,12 +1,12 @@
 """ViTTeacher (DINO / DeiT) against timm's VisionTransformer, official file layouts."""
 import pytest
 import torch
+from teacher_fixtures import (TOL, build_open_clip, build_timm_vit, dino_full_checkpoint, images,
+                              max_diff, tiny_clip_config, vit_arch)
 
 import mmfd  # noqa: F401
 from mmfd.models.teachers import IMAGENET_MEAN, ViTTeacher, build_teacher
 from mmfd.utils.errors import CheckpointError, ConfigError
-from teacher_fixtures import (TOL, build_open_clip, build_timm_vit, dino_full_checkpoint,
-                              images, max_diff, tiny_clip_config, vit_arch)
 
 
 def _reference(model, x):
@@ -36,8 +36,8 @@ def test_dino_full_checkpoint(tmp_path, ddp_teacher):
     model = build_timm_vit()
     path = tmp_path / 'dino_full_checkpoint.pth'
     torch.save(dino_full_checkpoint(model.state_dict(), ddp_teacher), path)
-    teacher = build_teacher(dict(type='DINOTeacher', arch=vit_arch(), img_size=32,
-                                 checkpoint=str(path)))
+    teacher = build_teacher(
+        dict(type='DINOTeacher', arch=vit_arch(), img_size=32, checkpoint=str(path)))
     x = images(32)
     # equal to the teacher entry (the student entry is offset by +1)
     assert max_diff(teacher(x).tokens, _reference(model, x)) <= TOL
@@ -70,8 +70,9 @@ def test_unexpected_keys(tmp_path):
     state = build_timm_vit().state_dict()
     state['blocks.0.attn.rel_pos.weight'] = torch.zeros(3)
     path = _save(tmp_path, state)
-    with pytest.raises(CheckpointError, match=r'unexpected keys \(1\): '
-                       r'blocks\.0\.attn\.rel_pos\.weight'):
+    with pytest.raises(
+            CheckpointError, match=r'unexpected keys \(1\): '
+            r'blocks\.0\.attn\.rel_pos\.weight'):
         ViTTeacher(arch=vit_arch(), img_size=32, checkpoint=path)
 
 
@@ -112,8 +113,9 @@ def test_missing_and_corrupt_file_through_teacher(tmp_path):
 
 
 def test_frozen_and_eval(tmp_path):
-    teacher = ViTTeacher(arch=vit_arch(), img_size=32,
-                         checkpoint=_save(tmp_path, build_timm_vit().state_dict()))
+    teacher = ViTTeacher(
+        arch=vit_arch(), img_size=32, checkpoint=_save(tmp_path,
+                                                       build_timm_vit().state_dict()))
     teacher.train()
     assert not teacher.training and not any(m.training for m in teacher.modules())
     assert not any(p.requires_grad for p in teacher.parameters())

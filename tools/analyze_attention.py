@@ -33,34 +33,50 @@ from mmengine.config import DictAction  # noqa: E402
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('models', nargs='+', metavar='MODEL',
-                        help='CONFIG.py, CHECKPOINT.pth (with meta cfg) or '
-                             'CONFIG.py,CHECKPOINT.pth')
+    parser = argparse.ArgumentParser(
+        description=__doc__.split('\n\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        'models',
+        nargs='+',
+        metavar='MODEL',
+        help='CONFIG.py, CHECKPOINT.pth (with meta cfg) or '
+        'CONFIG.py,CHECKPOINT.pth')
     parser.add_argument('--images', required=True, help='folder of images (searched recursively)')
     parser.add_argument('--out', required=True, help='output folder')
     parser.add_argument('--num-images', type=int, default=16)
-    parser.add_argument('--model', nargs='+', default=['student'], choices=['student', 'teacher'],
-                        help='student or teacher: one value, or one per MODEL')
+    parser.add_argument(
+        '--model',
+        nargs='+',
+        default=['student'],
+        choices=['student', 'teacher'],
+        help='student or teacher: one value, or one per MODEL')
     parser.add_argument('--labels', nargs='+', help='names in the plots (default: file/target)')
-    parser.add_argument('--img-size', type=int, nargs='+',
-                        help='input size (default: the model\'s own, else 224)')
+    parser.add_argument(
+        '--img-size', type=int, nargs='+', help='input size (default: the model\'s own, else 224)')
     parser.add_argument('--batch-size', type=int, default=8)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
-                        help='config overrides for every MODEL, e.g. '
-                             'model.teacher.checkpoint=/data/ViT-B-16.pt')
-    parser.add_argument('--no-renormalize', action='store_true',
-                        help='do not renormalise rows after dropping the CLS column')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        default={},
+        help='config overrides for every MODEL, e.g. '
+        'model.teacher.checkpoint=/data/ViT-B-16.pt')
+    parser.add_argument(
+        '--no-renormalize',
+        action='store_true',
+        help='do not renormalise rows after dropping the CLS column')
     parser.add_argument('--no-kl', action='store_true', help='skip the head KL divergence')
     parser.add_argument('--max-layers', type=int, default=12, help='rows of the map grid')
     parser.add_argument('--max-heads', type=int, default=16, help='columns of the map grid')
     parser.add_argument('--save-maps', action='store_true', help='also write the maps as .npz')
     parser.add_argument('--strategy', default='auto', choices=['auto', 'explicit'])
-    parser.add_argument('--seed', type=int, default=0,
-                        help='torch seed before building each model (randomly initialised '
-                             'parts, e.g. a test teacher)')
+    parser.add_argument(
+        '--seed',
+        type=int,
+        default=0,
+        help='torch seed before building each model (randomly initialised '
+        'parts, e.g. a test teacher)')
     return parser.parse_args(argv)
 
 
@@ -98,28 +114,43 @@ def main(argv=None):
             torch.manual_seed(args.seed)  # parts a checkpoint lacks are built the same way
             model, _ = load_model(spec, args.device, args.cfg_options)
             target = analysis.select_targets(model, [target_name], strict=True)[0]
-            size = (tuple(args.img_size) if args.img_size and len(args.img_size) == 2
-                    else args.img_size[0] if args.img_size
-                    else default_img_size(model, target_name))
+            size = (
+                tuple(args.img_size) if args.img_size and len(args.img_size) == 2 else
+                args.img_size[0] if args.img_size else default_img_size(model, target_name))
             raw = analysis.load_image_folder(args.images, args.num_images, size)
             stats = analysis.attention_statistics(
-                target, raw, args.batch_size, renormalize=not args.no_renormalize,
-                with_kl=not args.no_kl, strategy=args.strategy, on_batch=bar.update)
+                target,
+                raw,
+                args.batch_size,
+                renormalize=not args.no_renormalize,
+                with_kl=not args.no_kl,
+                strategy=args.strategy,
+                on_batch=bar.update)
             report = analysis.attention_report(stats)
-            results[label] = dict(source=spec, target=target_name, index=index,
-                                  image_size=list(raw.shape[-2:]),
-                                  num_images=int(raw.shape[0]), **report)
+            results[label] = dict(
+                source=spec,
+                target=target_name,
+                index=index,
+                image_size=list(raw.shape[-2:]),
+                num_images=int(raw.shape[0]),
+                **report)
             distances[label] = report['distance_per_head']
             similarities[label] = report['head_similarity']
 
             maps = stats.averaged_maps()
             prefix = {layer['name']: layer['num_prefix_tokens'] for layer in report['layers']}
-            fig = plots.plot_attention_maps(maps, prefix, args.max_layers, args.max_heads,
-                                            title=f'Averaged attention maps: {label}')
+            fig = plots.plot_attention_maps(
+                maps,
+                prefix,
+                args.max_layers,
+                args.max_heads,
+                title=f'Averaged attention maps: {label}')
             plots.save_figure(fig, out / f'attention_maps_{index}.png')
             if args.save_maps:
-                np.savez_compressed(out / f'attention_maps_{index}.npz',
-                                    **{name: m.numpy() for name, m in maps.items()})
+                np.savez_compressed(out / f'attention_maps_{index}.npz', **{
+                    name: m.numpy()
+                    for name, m in maps.items()
+                })
             del model, stats, maps
 
     plots.save_figure(plots.plot_attention_distance(distances), out / 'attention_distance.png')

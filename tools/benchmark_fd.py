@@ -17,7 +17,6 @@ FLOPs (--flops) are counted with torch.utils.flop_counter.FlopCounterMode over o
 floor step (matmuls, convolutions and attention; forward + backward).
 """
 import argparse
-import contextlib
 import json
 import os.path as osp
 import resource
@@ -42,8 +41,8 @@ def parse_args(argv=None):
     p.add_argument('--amp', action='store_true', help='AMP (bf16 on CPU, --amp-dtype on GPU)')
     p.add_argument('--amp-dtype', choices=['float16', 'bfloat16'], default=None)
     p.add_argument('--compile', action='store_true', help='torch.compile the student')
-    p.add_argument('--device', choices=['cpu', 'cuda'],
-                   default='cuda' if torch.cuda.is_available() else 'cpu')
+    p.add_argument(
+        '--device', choices=['cpu', 'cuda'], default='cuda' if torch.cuda.is_available() else 'cpu')
     p.add_argument('--flops', action='store_true', help='count FLOPs, report TFLOP/s')
     p.add_argument('--json', help='write the figures to this file')
     p.add_argument('--cfg-options', nargs='+', action=DictAction)
@@ -51,10 +50,11 @@ def parse_args(argv=None):
 
 
 def build(args):
-    import mmfd  # noqa: F401  (registers)
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import init_default_scope
     from mmpretrain.registry import MODELS
+
+    import mmfd  # noqa: F401  (registers)
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
@@ -75,9 +75,9 @@ def build(args):
         model.backbone.compile()  # in place: names unchanged, same module in both loops
 
     from mmfd.engine.optim_wrappers import set_amp
-    optim_cfg = set_amp(cfg.optim_wrapper.copy(), amp=args.amp,
-                        amp_dtype=amp_dtype(args) if args.amp else None)
-    optim_cfg['cuda'] = args.device == 'cuda'   # decide the AMP kind for that device
+    optim_cfg = set_amp(
+        cfg.optim_wrapper.copy(), amp=args.amp, amp_dtype=amp_dtype(args) if args.amp else None)
+    optim_cfg['cuda'] = args.device == 'cuda'  # decide the AMP kind for that device
     optim_wrapper = build_optim_wrapper(model, optim_cfg)
     return cfg, model, optim_wrapper
 
@@ -104,15 +104,17 @@ class Floor:
         source = optim_wrapper.optimizer
         import inspect
         accepted = inspect.signature(type(source).__init__).parameters
-        self.optimizer = type(source)(
-            groups, **{k: v for k, v in source.defaults.items() if k in accepted})
+        self.optimizer = type(source)(groups, **{
+            k: v
+            for k, v in source.defaults.items() if k in accepted
+        })
         clip = optim_wrapper.clip_grad_kwargs if hasattr(optim_wrapper, 'clip_grad_kwargs') else {}
         self.max_norm = clip.get('max_norm') if clip else None
         self.device = args.device
         self.amp = args.amp
         self.dtype = getattr(torch, amp_dtype(args))
-        self.scaler = torch.amp.GradScaler(args.device) if (
-            args.amp and self.dtype == torch.float16) else None
+        self.scaler = torch.amp.GradScaler(
+            args.device) if (args.amp and self.dtype == torch.float16) else None
         self.beta, self.eps = model.head.beta, model.head.eps
 
     def autocast(self):
@@ -131,9 +133,10 @@ class Floor:
             if tokens.shape[1] != target.shape[1]:
                 tokens = tokens[:, tokens.shape[1] - target.shape[1]:]
             pred = self.head.proj(tokens)
-            loss = F.smooth_l1_loss(pred.float(),
-                                    F.layer_norm(target.float(), target.shape[-1:],
-                                                 eps=self.eps), beta=self.beta)
+            loss = F.smooth_l1_loss(
+                pred.float(),
+                F.layer_norm(target.float(), target.shape[-1:], eps=self.eps),
+                beta=self.beta)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.optimizer)
@@ -182,12 +185,10 @@ def run(args):
         torch.set_flush_denormal(True)
     cfg, model, optim_wrapper = build(args)
     size = model.input_size
-    pixels = torch.randint(0, 256, (args.batch, 3, *size), dtype=torch.uint8,
-                           device=args.device)
+    pixels = torch.randint(0, 256, (args.batch, 3, *size), dtype=torch.uint8, device=args.device)
     batch = dict(inputs=pixels, data_samples=None)
     with torch.no_grad():
-        x_student = model.data_preprocessor(dict(inputs=pixels, data_samples=None),
-                                            True)['inputs']
+        x_student = model.data_preprocessor(dict(inputs=pixels, data_samples=None), True)['inputs']
         x_teacher = model.teacher_input(x_student)  # outside the floor's timed loop
     floor = Floor(model, optim_wrapper, args)
 
@@ -214,12 +215,19 @@ def run(args):
     ms = {k: 1000 * statistics.median(v) for k, v in figures.items()}
     ratios = [a / b for a, b in zip(figures['fd'], figures['floor'])]
     result = dict(
-        config=args.config, device=args.device,
-        device_name=(torch.cuda.get_device_name() if args.device == 'cuda'
-                     else f'cpu x{torch.get_num_threads()} threads'),
-        batch=args.batch, amp=args.amp, amp_dtype=amp_dtype(args) if args.amp else None,
-        compile=args.compile, iters=args.iters, repeats=args.repeats,
-        fd_ms=ms['fd'], floor_ms=ms['floor'], teacher_ms=ms['teacher'],
+        config=args.config,
+        device=args.device,
+        device_name=(torch.cuda.get_device_name()
+                     if args.device == 'cuda' else f'cpu x{torch.get_num_threads()} threads'),
+        batch=args.batch,
+        amp=args.amp,
+        amp_dtype=amp_dtype(args) if args.amp else None,
+        compile=args.compile,
+        iters=args.iters,
+        repeats=args.repeats,
+        fd_ms=ms['fd'],
+        floor_ms=ms['floor'],
+        teacher_ms=ms['teacher'],
         fd_images_per_s=args.batch / (ms['fd'] / 1000),
         floor_images_per_s=args.batch / (ms['floor'] / 1000),
         fd_over_floor=statistics.median(ratios),
@@ -246,9 +254,10 @@ def main(argv=None):
           f'peak {mem["fd"]:.0f} MiB')
     print(f'  floor      {result["floor_ms"]:9.2f} ms  {result["floor_images_per_s"]:9.1f} img/s  '
           f'peak {mem["floor"]:.0f} MiB')
-    print(f'  teacher    {result["teacher_ms"]:9.2f} ms  ({100 * result["teacher_share"]:.1f}% of the FD step)')
-    print(f'  FD / floor {result["fd_over_floor"]:.3f} (median of {result["repeats"]} runs: '
-          + ', '.join(f'{r:.3f}' for r in result['fd_over_floor_runs']) + ')')
+    share = 100 * result['teacher_share']
+    print(f'  teacher    {result["teacher_ms"]:9.2f} ms  ({share:.1f}% of the FD step)')
+    print(f'  FD / floor {result["fd_over_floor"]:.3f} (median of {result["repeats"]} runs: ' +
+          ', '.join(f'{r:.3f}' for r in result['fd_over_floor_runs']) + ')')
     if 'fd_tflops' in result:
         print(f'  {result["flops_per_step"] / 1e12:.3f} TFLOP/step -> '
               f'{result["fd_tflops"]:.1f} TFLOP/s ({result["flop_method"]})')

@@ -26,19 +26,31 @@ from mmfd.utils.errors import MMFDError  # noqa: E402
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('src', help='FD checkpoint (.pth written by tools/train.py '
-                        'for a configs/fd/* config)')
+    parser.add_argument(
+        'src', help='FD checkpoint (.pth written by tools/train.py '
+        'for a configs/fd/* config)')
     parser.add_argument('dst', help='output file (.pth, or .safetensors)')
-    parser.add_argument('--target', choices=TARGETS, default='mmpretrain',
-                        help='toolbox the backbone goes to (sets the key prefix)')
-    parser.add_argument('--per-layer-rel-pos', action=argparse.BooleanOptionalAction,
-                        default=True, help='copy the shared relative position table '
-                        'into every block (default: on, as the release fine-tunes)')
-    parser.add_argument('--img-size', type=int, default=None,
-                        help='ViT only: downstream input size; the position tables '
-                        'are interpolated to img_size / patch_size')
-    parser.add_argument('--safetensors', action='store_true',
-                        help='write safetensors (implied by a .safetensors dst)')
+    parser.add_argument(
+        '--target',
+        choices=TARGETS,
+        default='mmpretrain',
+        help='toolbox the backbone goes to (sets the key prefix)')
+    parser.add_argument(
+        '--per-layer-rel-pos',
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help='copy the shared relative position table '
+        'into every block (default: on, as the release fine-tunes)')
+    parser.add_argument(
+        '--img-size',
+        type=int,
+        default=None,
+        help='ViT only: downstream input size; the position tables '
+        'are interpolated to img_size / patch_size')
+    parser.add_argument(
+        '--safetensors',
+        action='store_true',
+        help='write safetensors (implied by a .safetensors dst)')
     return parser.parse_args(argv)
 
 
@@ -46,8 +58,11 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         info = convert_fd_checkpoint(
-            args.src, args.dst, target=args.target,
-            per_layer_rel_pos=args.per_layer_rel_pos, img_size=args.img_size,
+            args.src,
+            args.dst,
+            target=args.target,
+            per_layer_rel_pos=args.per_layer_rel_pos,
+            img_size=args.img_size,
             safetensors=True if args.safetensors else None)
     except MMFDError as err:
         print(f'error: {err}', file=sys.stderr)
@@ -55,9 +70,8 @@ def main(argv=None):
     dropped = info.pop('dropped')
     summary = ', '.join(f'{k}={v}' for k, v in info.items())
     print(f'wrote {args.dst}: {summary}')
-    print(f'dropped {len(dropped)} non-student keys'
-          + (f' ({", ".join(dropped[:6])}{", ..." if len(dropped) > 6 else ""})'
-             if dropped else ''))
+    print(f'dropped {len(dropped)} non-student keys' +
+          (f' ({", ".join(dropped[:6])}{", ..." if len(dropped) > 6 else ""})' if dropped else ''))
     return 0
 
 

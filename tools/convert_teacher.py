@@ -31,8 +31,12 @@ import sys
 if __package__ in (None, ''):  # run as a script from a source checkout
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-FAMILY_TYPES = {'clip': 'CLIPTeacher', 'vit': 'ViTTeacher', 'swin': 'SwinTeacher',
-                'mmpretrain': 'MMPretrainTeacher'}
+FAMILY_TYPES = {
+    'clip': 'CLIPTeacher',
+    'vit': 'ViTTeacher',
+    'swin': 'SwinTeacher',
+    'mmpretrain': 'MMPretrainTeacher'
+}
 
 
 def parse_args(argv=None):
@@ -41,21 +45,28 @@ def parse_args(argv=None):
     parser.add_argument('input', help='checkpoint file (.pt/.pth/.bin/.safetensors)')
     parser.add_argument('output', help='output .safetensors path (OUT.json is written too)')
     parser.add_argument('--family', required=True, choices=sorted(FAMILY_TYPES))
-    parser.add_argument('--arch', help='arch name, or a JSON dict of dimensions (clip: '
-                        'an open_clip model name or config; inferred when omitted)')
+    parser.add_argument(
+        '--arch',
+        help='arch name, or a JSON dict of dimensions (clip: '
+        'an open_clip model name or config; inferred when omitted)')
     parser.add_argument('--config', help='mmpretrain config file (family mmpretrain)')
-    parser.add_argument('--allow-torchscript', action='store_true',
-                        help='load a TorchScript archive (OpenAI CLIP .pt): it runs code, '
-                        'only for trusted files')
-    parser.add_argument('--quick-gelu', choices=('auto', 'yes', 'no'), default='auto',
-                        help='CLIP activation (auto: -quickgelu names and OpenAI archives)')
+    parser.add_argument(
+        '--allow-torchscript',
+        action='store_true',
+        help='load a TorchScript archive (OpenAI CLIP .pt): it runs code, '
+        'only for trusted files')
+    parser.add_argument(
+        '--quick-gelu',
+        choices=('auto', 'yes', 'no'),
+        default='auto',
+        help='CLIP activation (auto: -quickgelu names and OpenAI archives)')
     parser.add_argument('--img-size', type=int)
     parser.add_argument('--window-size', type=int, help='Swin window size override')
     parser.add_argument('--out-stage', type=int, help='Swin output stage (3 or 4)')
-    parser.add_argument('--teacher-kwargs', default='{}',
-                        help='JSON dict of further teacher constructor options')
-    parser.add_argument('--no-verify', action='store_true',
-                        help='skip reloading the output and comparing features')
+    parser.add_argument(
+        '--teacher-kwargs', default='{}', help='JSON dict of further teacher constructor options')
+    parser.add_argument(
+        '--no-verify', action='store_true', help='skip reloading the output and comparing features')
     return parser.parse_args(argv)
 
 
@@ -89,15 +100,15 @@ def convert(args) -> dict:
 
     import mmfd  # noqa: F401  (registers the teachers)
     from mmfd.checkpoint.io import save_safetensors
-    from mmfd.models.teachers.builder import (METADATA_KEY, build_converted_teacher,
-                                              build_teacher, teacher_metadata)
+    from mmfd.models.teachers.builder import (METADATA_KEY, build_converted_teacher, build_teacher,
+                                              teacher_metadata)
 
     if not args.output.endswith('.safetensors'):
         raise SystemExit(f'output must end with .safetensors, got {args.output}')
     teacher = build_teacher(teacher_config(args))
     metadata = teacher_metadata(teacher, source=args.input)
-    save_safetensors(teacher.export_state_dict(), args.output,
-                     metadata={METADATA_KEY: json.dumps(metadata)})
+    save_safetensors(
+        teacher.export_state_dict(), args.output, metadata={METADATA_KEY: json.dumps(metadata)})
     with open(sidecar_path(args.output), 'w') as handle:
         json.dump(metadata, handle, indent=2)
 

@@ -29,14 +29,16 @@ from mmengine.config import DictAction  # noqa: E402
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split('\n\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('models', nargs='+', metavar='MODEL')
     parser.add_argument('--out', required=True)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument('--images', help='folder of images (unlabelled: FD losses)')
-    source.add_argument('--dataloader', choices=['train', 'val', 'test'],
-                        help="use the config's <split>_dataloader (labelled batches)")
+    source.add_argument(
+        '--dataloader',
+        choices=['train', 'val', 'test'],
+        help="use the config's <split>_dataloader (labelled batches)")
     parser.add_argument('--dim', type=int, default=1, choices=[1, 2])
     parser.add_argument('--points', type=int, default=21, help='points per axis')
     parser.add_argument('--span', type=float, default=1.0, help='grid over [-span, span]')
@@ -47,9 +49,13 @@ def parse_args(argv=None):
     parser.add_argument('--img-size', type=int, nargs='+')
     parser.add_argument('--labels', nargs='+')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
-                        help='config overrides for every MODEL, e.g. '
-                             'model.teacher.checkpoint=/data/ViT-B-16.pt')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        default={},
+        help='config overrides for every MODEL, e.g. '
+        'model.teacher.checkpoint=/data/ViT-B-16.pt')
     return parser.parse_args(argv)
 
 
@@ -57,11 +63,13 @@ def fixed_batches(args, model, cfg):
     from mmfd.diagnostics import analysis
     from mmfd.diagnostics.loading import default_img_size
     if args.images:
-        size = (tuple(args.img_size) if args.img_size and len(args.img_size) == 2
-                else args.img_size[0] if args.img_size else default_img_size(model))
+        size = (
+            tuple(args.img_size) if args.img_size and len(args.img_size) == 2 else
+            args.img_size[0] if args.img_size else default_img_size(model))
         raw = analysis.load_image_folder(args.images, args.num_images, size)
         return analysis.batches_from_images(model, raw, args.batch_size, args.device)
     from mmengine.runner import Runner
+
     from mmfd.utils.errors import ConfigError
     key = f'{args.dataloader}_dataloader'
     if not cfg.get(key):
@@ -90,7 +98,7 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
 
     results = {}
-    with tqdm(total=n * args.points ** args.dim, unit='pt', desc='landscape') as bar:
+    with tqdm(total=n * args.points**args.dim, unit='pt', desc='landscape') as bar:
         for index, (spec, label) in enumerate(zip(args.models, labels)):
             if label in results:
                 label = f'{label} ({index})'
@@ -99,8 +107,14 @@ def main(argv=None):
             model, cfg = load_model(spec, args.device, args.cfg_options)
             batches = fixed_batches(args, model, cfg)
             res = analysis.landscape_report(
-                model, batches, dim=args.dim, points=args.points, span=args.span,
-                seed=args.seed, radius=args.radius, on_point=bar.update)
+                model,
+                batches,
+                dim=args.dim,
+                points=args.points,
+                span=args.span,
+                seed=args.seed,
+                radius=args.radius,
+                on_point=bar.update)
             results[label] = dict(source=spec, **res)
             del model
 

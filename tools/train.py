@@ -26,34 +26,52 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Train a model (FD pre-training, '
                                      'fine-tuning) with mmengine\'s Runner')
     parser.add_argument('config', help='train config file path')
-    parser.add_argument('--work-dir', help='where logs and checkpoints go '
-                        '(default: ./work_dirs/<config name>)')
-    parser.add_argument('--resume', nargs='?', type=str, const='auto',
-                        help='resume from CKPT, or from the latest checkpoint in '
-                        'the work dir when no path is given')
+    parser.add_argument(
+        '--work-dir', help='where logs and checkpoints go '
+        '(default: ./work_dirs/<config name>)')
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        type=str,
+        const='auto',
+        help='resume from CKPT, or from the latest checkpoint in '
+        'the work dir when no path is given')
     amp = parser.add_mutually_exclusive_group()
-    amp.add_argument('--amp', action='store_true',
-                     help='enable automatic mixed precision training')
-    amp.add_argument('--no-amp', action='store_true',
-                     help='train in fp32 even if the config enables AMP')
-    parser.add_argument('--amp-dtype', choices=['float16', 'bfloat16'],
-                        help='AMP compute dtype (default: the config\'s, else float16)')
+    amp.add_argument('--amp', action='store_true', help='enable automatic mixed precision training')
+    amp.add_argument(
+        '--no-amp', action='store_true', help='train in fp32 even if the config enables AMP')
+    parser.add_argument(
+        '--amp-dtype',
+        choices=['float16', 'bfloat16'],
+        help='AMP compute dtype (default: the config\'s, else float16)')
     scale = parser.add_mutually_exclusive_group()
-    scale.add_argument('--auto-scale-lr', action='store_true',
-                       help='scale the lr to the real total batch (auto_scale_lr)')
-    scale.add_argument('--no-auto-scale-lr', action='store_true',
-                       help='use the optimizer lr as written, not scaled to the batch')
-    parser.add_argument('--no-validate', action='store_true',
-                        help='do not evaluate checkpoints during training')
-    parser.add_argument('--no-pin-memory', action='store_true',
-                        help='pin_memory=False in every dataloader')
-    parser.add_argument('--no-persistent-workers', action='store_true',
-                        help='persistent_workers=False in every dataloader')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config entries, e.g. '
-                        'model.teacher.checkpoint=ckpts/ViT-B-16.safetensors')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
+    scale.add_argument(
+        '--auto-scale-lr',
+        action='store_true',
+        help='scale the lr to the real total batch (auto_scale_lr)')
+    scale.add_argument(
+        '--no-auto-scale-lr',
+        action='store_true',
+        help='use the optimizer lr as written, not scaled to the batch')
+    parser.add_argument(
+        '--no-validate', action='store_true', help='do not evaluate checkpoints during training')
+    parser.add_argument(
+        '--no-pin-memory', action='store_true', help='pin_memory=False in every dataloader')
+    parser.add_argument(
+        '--no-persistent-workers',
+        action='store_true',
+        help='persistent_workers=False in every dataloader')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config entries, e.g. '
+        'model.teacher.checkpoint=ckpts/ViT-B-16.safetensors')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
@@ -104,9 +122,9 @@ def merge_args(cfg, args):
         amp = cfg.optim_wrapper.get('amp', 'off')
         if (cfg.optim_wrapper.get('type') == 'FDOptimWrapper' and not torch.cuda.is_available()
                 and amp != 'off'):
-            print('[mmfd] no CUDA: AMP runs as bfloat16 autocast on the CPU'
-                  if resolve_amp(amp, cuda=False) == 'bf16' else
-                  "[mmfd] no CUDA and no native bf16 on this CPU: amp='auto' trains in "
+            print('[mmfd] no CUDA: AMP runs as bfloat16 autocast on the CPU' if resolve_amp(
+                amp, cuda=False) ==
+                  'bf16' else "[mmfd] no CUDA and no native bf16 on this CPU: amp='auto' trains in "
                   "fp32 (emulated bf16 is slower); amp='bf16' forces bf16 autocast")
     return cfg
 

@@ -5,8 +5,12 @@ _base_ = ['../fd/deit_vitb.py']
 input_size = 96
 model = dict(
     input_size=input_size,
-    backbone=dict(arch=dict(_delete_=True, embed_dims=192, num_layers=4, num_heads=3,
-                            feedforward_channels=768), img_size=input_size),
-    teacher=dict(arch=dict(_delete_=True, patch_size=16, embed_dim=192, depth=4,
-                           num_heads=3), img_size=input_size, checkpoint=None,
-                 allow_random_init=True))
+    backbone=dict(
+        arch=dict(
+            _delete_=True, embed_dims=192, num_layers=4, num_heads=3, feedforward_channels=768),
+        img_size=input_size),
+    teacher=dict(
+        arch=dict(_delete_=True, patch_size=16, embed_dim=192, depth=4, num_heads=3),
+        img_size=input_size,
+        checkpoint=None,
+        allow_random_init=True))

@@ -2,6 +2,7 @@
 # DeiT-S/16 teacher -> ViT-S/16 student (384 wide, 12 blocks, 6 heads) at 224.
 _base_ = ['../fd/deit_vitb.py']
 model = dict(
-    backbone=dict(arch=dict(_delete_=True, embed_dims=384, num_layers=12, num_heads=6,
-                            feedforward_channels=1536)),
+    backbone=dict(
+        arch=dict(
+            _delete_=True, embed_dims=384, num_layers=12, num_heads=6, feedforward_channels=1536)),
     teacher=dict(arch='vit_small_patch16', checkpoint=None, allow_random_init=True))

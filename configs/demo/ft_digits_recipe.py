@@ -18,10 +18,21 @@ min_lr = 1e-6
 
 optim_wrapper = dict(optimizer=dict(lr=lr), paramwise_cfg=dict(layer_decay_rate=0.65))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-3, by_epoch=True, begin=0, end=warmup_epochs,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', T_max=max_epochs - warmup_epochs, eta_min=min_lr,
-         by_epoch=True, begin=warmup_epochs, end=max_epochs, convert_to_iter_based=True),
+    dict(
+        type='LinearLR',
+        start_factor=1e-3,
+        by_epoch=True,
+        begin=0,
+        end=warmup_epochs,
+        convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        T_max=max_epochs - warmup_epochs,
+        eta_min=min_lr,
+        by_epoch=True,
+        begin=warmup_epochs,
+        end=max_epochs,
+        convert_to_iter_based=True),
 ]
 train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=1)
 auto_scale_lr = dict(enable=False, base_batch_size=64)
@@ -37,7 +48,7 @@ ft_head = dict(
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10),
     # The last epoch is what is reported (no best-epoch selection on val).
-    checkpoint=dict(type='CheckpointHook', interval=1000, max_keep_ckpts=1,
-                    save_last=True, save_best=None))
+    checkpoint=dict(
+        type='CheckpointHook', interval=1000, max_keep_ckpts=1, save_last=True, save_best=None))
 vis_backends = [dict(type='LocalVisBackend')]
 visualizer = dict(type='UniversalVisualizer', vis_backends=vis_backends)

@@ -6,14 +6,15 @@ _base_ = ['../_base_/finetune/vit_base_p16_ft.py', './ft_digits_recipe.py']
 model = dict(
     data_preprocessor={{_base_.data_preprocessor}},
     backbone=dict(
-        arch=dict(_delete_=True,  # replaces the 'base' arch name
-                 embed_dims={{_base_.vit_arch.embed_dims}},
-                 num_layers={{_base_.vit_arch.num_layers}},
-                 num_heads={{_base_.vit_arch.num_heads}},
-                 feedforward_channels={{_base_.vit_arch.feedforward_channels}}),
+        arch=dict(
+            _delete_=True,  # replaces the 'base' arch name
+            embed_dims={{_base_.vit_arch.embed_dims}},
+            num_layers={{_base_.vit_arch.num_layers}},
+            num_heads={{_base_.vit_arch.num_heads}},
+            feedforward_channels={{_base_.vit_arch.feedforward_channels}}),
         img_size={{_base_.img_size}},
         patch_size={{_base_.patch_size}},
         drop_path_rate=0.1,
         init_cfg=dict(checkpoint='work_dirs/demo/convert/fd_student_mmpretrain.pth')),
     head={{_base_.ft_head}},
-    train_cfg=dict(_delete_=True))   # no mixup / cutmix (see ft_digits_recipe.py)
+    train_cfg=dict(_delete_=True))  # no mixup / cutmix (see ft_digits_recipe.py)

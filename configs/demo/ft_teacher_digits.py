@@ -16,10 +16,10 @@ model = dict(
         img_size={{_base_.img_size}},
         patch_size={{_base_.patch_size}},
         drop_path_rate=0.1,
-        final_norm=False,          # the teacher's final norm is dropped, as FD's is
-        out_type='avg_featmap',    # mean of the patch tokens (CLS excluded) -> ln2
-        init_cfg=dict(type='Pretrained',
-                      checkpoint='work_dirs/demo/teacher/epoch_30.pth',
-                      prefix='backbone.')),
+        final_norm=False,  # the teacher's final norm is dropped, as FD's is
+        out_type='avg_featmap',  # mean of the patch tokens (CLS excluded) -> ln2
+        init_cfg=dict(
+            type='Pretrained', checkpoint='work_dirs/demo/teacher/epoch_30.pth',
+            prefix='backbone.')),
     neck=None,
     head={{_base_.ft_head}})

@@ -6,7 +6,7 @@
 _base_ = ['./digits_cls_data.py', '../_base_/default_runtime.py']
 max_epochs = 30
 warmup_epochs = 3
-lr = 2e-3             # at batch 64 (no auto-scaling: the demo has one batch size)
+lr = 2e-3  # at batch 64 (no auto-scaling: the demo has one batch size)
 
 model = dict(
     type='ImageClassifier',
@@ -20,8 +20,10 @@ model = dict(
         patch_size={{_base_.patch_size}},
         drop_path_rate=0.1,
         out_type='cls_token',
-        init_cfg=[dict(type='TruncNormal', layer='Linear', std=.02),
-                  dict(type='Constant', layer='LayerNorm', val=1., bias=0.)]),
+        init_cfg=[
+            dict(type='TruncNormal', layer='Linear', std=.02),
+            dict(type='Constant', layer='LayerNorm', val=1., bias=0.)
+        ]),
     neck=None,
     head=dict(
         type='VisionTransformerClsHead',
@@ -30,20 +32,36 @@ model = dict(
         loss=dict(type='LabelSmoothLoss', label_smooth_val=0.1, mode='original')))
 
 optim_wrapper = dict(
-    type='FDOptimWrapper',   # fp16 on CUDA; bf16 on CPUs with native bf16, else fp32
+    type='FDOptimWrapper',  # fp16 on CUDA; bf16 on CPUs with native bf16, else fp32
     amp='auto',
     max_consecutive_nonfinite=None,
     optimizer=dict(type='AdamW', lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.05),
     clip_grad=dict(max_norm=5.0),
-    paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0, flat_decay_mult=0.0,
-                       custom_keys={'.cls_token': dict(decay_mult=0.0),
-                                    '.pos_embed': dict(decay_mult=0.0)}))
+    paramwise_cfg=dict(
+        norm_decay_mult=0.0,
+        bias_decay_mult=0.0,
+        flat_decay_mult=0.0,
+        custom_keys={
+            '.cls_token': dict(decay_mult=0.0),
+            '.pos_embed': dict(decay_mult=0.0)
+        }))
 # tools/run_demo.py rescales these two by index (param_scheduler.N.*) for --scale.
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-3, by_epoch=True, begin=0, end=warmup_epochs,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', T_max=max_epochs - warmup_epochs, eta_min=1e-5,
-         by_epoch=True, begin=warmup_epochs, end=max_epochs, convert_to_iter_based=True),
+    dict(
+        type='LinearLR',
+        start_factor=1e-3,
+        by_epoch=True,
+        begin=0,
+        end=warmup_epochs,
+        convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        T_max=max_epochs - warmup_epochs,
+        eta_min=1e-5,
+        by_epoch=True,
+        begin=warmup_epochs,
+        end=max_epochs,
+        convert_to_iter_based=True),
 ]
 train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=5)
 val_cfg = dict()

@@ -10,5 +10,4 @@ _base_ = [
 teacher_checkpoint = 'checkpoints/clip/ViT-B-16.safetensors'
 model = dict(
     backbone=dict(drop_path_rate=0.2),
-    teacher=dict(type='CLIPTeacher', arch='ViT-B-16-quickgelu',
-                 checkpoint=teacher_checkpoint))
+    teacher=dict(type='CLIPTeacher', arch='ViT-B-16-quickgelu', checkpoint=teacher_checkpoint))

@@ -8,5 +8,4 @@ _base_ = [
 teacher_checkpoint = 'checkpoints/clip/ViT-L-14.safetensors'
 model = dict(
     backbone=dict(drop_path_rate=0.3, with_cp=False),  # with_cp=True saves memory
-    teacher=dict(type='CLIPTeacher', arch='ViT-L-14-quickgelu',
-                 checkpoint=teacher_checkpoint))
+    teacher=dict(type='CLIPTeacher', arch='ViT-L-14-quickgelu', checkpoint=teacher_checkpoint))

@@ -8,5 +8,4 @@ _base_ = [
 teacher_checkpoint = 'checkpoints/deit/deit_base_patch16_224-b5f2ef4d.pth'
 model = dict(
     backbone=dict(drop_path_rate=0.3),
-    teacher=dict(type='DeiTTeacher', arch='deit_base_patch16',
-                 checkpoint=teacher_checkpoint))
+    teacher=dict(type='DeiTTeacher', arch='deit_base_patch16', checkpoint=teacher_checkpoint))

@@ -12,22 +12,34 @@ _base_ = [
 teacher_checkpoint = 'checkpoints/esvit/esvit_swin_base_w14.pth'
 model = dict(
     backbone=dict(drop_path_rate=0.3),
-    teacher=dict(type='EsViTTeacher', arch='esvit_swin_base', out_stage=4,
-                 checkpoint=teacher_checkpoint))
+    teacher=dict(
+        type='EsViTTeacher', arch='esvit_swin_base', out_stage=4, checkpoint=teacher_checkpoint))
 
-base_lr = 2e-4          # per 512 images
+base_lr = 2e-4  # per 512 images
 warmup_from = 1e-6
 min_lr = 1e-5
 optim_wrapper = dict(
     optimizer=dict(lr=base_lr),
-    paramwise_cfg=dict(custom_keys={
-        'cpb_mlp': dict(decay_mult=0.0),
-        'logit_scale': dict(decay_mult=0.0),
-        'absolute_pos_embed': dict(decay_mult=0.0),
-    }))
+    paramwise_cfg=dict(
+        custom_keys={
+            'cpb_mlp': dict(decay_mult=0.0),
+            'logit_scale': dict(decay_mult=0.0),
+            'absolute_pos_embed': dict(decay_mult=0.0),
+        }))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=warmup_from / base_lr, by_epoch=True,
-         begin=0, end=10, convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', T_max=290, eta_min_ratio=min_lr / base_lr,
-         by_epoch=True, begin=10, end=300, convert_to_iter_based=True),
+    dict(
+        type='LinearLR',
+        start_factor=warmup_from / base_lr,
+        by_epoch=True,
+        begin=0,
+        end=10,
+        convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        T_max=290,
+        eta_min_ratio=min_lr / base_lr,
+        by_epoch=True,
+        begin=10,
+        end=300,
+        convert_to_iter_based=True),
 ]

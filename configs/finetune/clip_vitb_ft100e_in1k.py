@@ -10,8 +10,7 @@ _base_ = [
     '../_base_/finetune/schedule_adamw_ld_100e.py',
     '../_base_/finetune/runtime_ft.py',
 ]
-model = dict(backbone=dict(
-    drop_path_rate=0.3,
-    init_cfg=dict(checkpoint='checkpoints/fd_clip_vitb_mmpretrain.pth')))
-optim_wrapper = dict(optimizer=dict(lr=1.25e-3),
-                     paramwise_cfg=dict(layer_decay_rate=0.6))
+model = dict(
+    backbone=dict(
+        drop_path_rate=0.3, init_cfg=dict(checkpoint='checkpoints/fd_clip_vitb_mmpretrain.pth')))
+optim_wrapper = dict(optimizer=dict(lr=1.25e-3), paramwise_cfg=dict(layer_decay_rate=0.6))

@@ -13,16 +13,25 @@ warmup_from = 5e-7
 min_lr = 5e-7
 max_epochs = 50
 warmup_epochs = 5
-model = dict(backbone=dict(
-    drop_path_rate=0.4,
-    init_cfg=dict(checkpoint='checkpoints/fd_clip_vitl14_mmpretrain.pth')))
-optim_wrapper = dict(optimizer=dict(lr=base_lr),
-                     paramwise_cfg=dict(layer_decay_rate=0.75))
+model = dict(
+    backbone=dict(
+        drop_path_rate=0.4, init_cfg=dict(checkpoint='checkpoints/fd_clip_vitl14_mmpretrain.pth')))
+optim_wrapper = dict(optimizer=dict(lr=base_lr), paramwise_cfg=dict(layer_decay_rate=0.75))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=warmup_from / base_lr, by_epoch=True, begin=0,
-         end=warmup_epochs, convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', T_max=max_epochs - warmup_epochs,
-         eta_min_ratio=min_lr / base_lr, by_epoch=True, begin=warmup_epochs,
-         end=max_epochs, convert_to_iter_based=True),
+    dict(
+        type='LinearLR',
+        start_factor=warmup_from / base_lr,
+        by_epoch=True,
+        begin=0,
+        end=warmup_epochs,
+        convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        T_max=max_epochs - warmup_epochs,
+        eta_min_ratio=min_lr / base_lr,
+        by_epoch=True,
+        begin=warmup_epochs,
+        end=max_epochs,
+        convert_to_iter_based=True),
 ]
 train_cfg = dict(max_epochs=max_epochs)

@@ -8,14 +8,24 @@ _base_ = [
     '../_base_/finetune/runtime_ft.py',
 ]
 base_lr = 1.5e-3
-model = dict(backbone=dict(
-    drop_path_rate=0.2,
-    init_cfg=dict(checkpoint='checkpoints/fd_dino_vitb_mmpretrain.pth')))
-optim_wrapper = dict(optimizer=dict(lr=base_lr),
-                     paramwise_cfg=dict(layer_decay_rate=0.6))
+model = dict(
+    backbone=dict(
+        drop_path_rate=0.2, init_cfg=dict(checkpoint='checkpoints/fd_dino_vitb_mmpretrain.pth')))
+optim_wrapper = dict(optimizer=dict(lr=base_lr), paramwise_cfg=dict(layer_decay_rate=0.6))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=2.5e-7 / base_lr, by_epoch=True, begin=0,
-         end=20, convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', T_max=80, eta_min_ratio=2.5e-7 / base_lr,
-         by_epoch=True, begin=20, end=100, convert_to_iter_based=True),
+    dict(
+        type='LinearLR',
+        start_factor=2.5e-7 / base_lr,
+        by_epoch=True,
+        begin=0,
+        end=20,
+        convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        T_max=80,
+        eta_min_ratio=2.5e-7 / base_lr,
+        by_epoch=True,
+        begin=20,
+        end=100,
+        convert_to_iter_based=True),
 ]

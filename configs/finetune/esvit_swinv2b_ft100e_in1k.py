@@ -9,9 +9,10 @@ _base_ = [
     '../_base_/finetune/schedule_adamw_ld_100e.py',
     '../_base_/finetune/runtime_ft.py',
 ]
-model = dict(backbone=dict(
-    drop_path_rate=0.4,
-    init_cfg=dict(checkpoint='checkpoints/fd_esvit_swinv2b_mmpretrain.pth')))
+model = dict(
+    backbone=dict(
+        drop_path_rate=0.4, init_cfg=dict(
+            checkpoint='checkpoints/fd_esvit_swinv2b_mmpretrain.pth')))
 optim_wrapper = dict(
     optimizer=dict(lr=1.25e-3),
     constructor='LayerDecayOptimWrapperConstructor',

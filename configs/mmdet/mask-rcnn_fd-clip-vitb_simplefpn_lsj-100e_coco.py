@@ -23,8 +23,7 @@ backbone_dims = 768
 model = dict(
     data_preprocessor=dict(
         pad_size_divisor=32,
-        batch_augments=[dict(type='BatchFixedSizePad', size=image_size,
-                             pad_mask=True)]),
+        batch_augments=[dict(type='BatchFixedSizePad', size=image_size, pad_mask=True)]),
     backbone=dict(
         _delete_=True,
         type='mmpretrain.BEiTViT',
@@ -53,8 +52,7 @@ model = dict(
         _delete_=True,
         type='mmpretrain.SimpleFPN',
         backbone_channel=backbone_dims,
-        in_channels=[backbone_dims // 4, backbone_dims // 2, backbone_dims,
-                     backbone_dims],
+        in_channels=[backbone_dims // 4, backbone_dims // 2, backbone_dims, backbone_dims],
         out_channels=256,
         num_outs=5,
         norm_cfg=dict(type='LN2d', requires_grad=True)))
@@ -64,10 +62,13 @@ train_pipeline = [
     dict(type='LoadImageFromFile', backend_args=backend_args),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='RandomFlip', prob=0.5),
-    dict(type='RandomResize', scale=image_size, ratio_range=(0.1, 2.0),
-         keep_ratio=True),
-    dict(type='RandomCrop', crop_type='absolute_range', crop_size=image_size,
-         recompute_bbox=True, allow_negative_crop=True),
+    dict(type='RandomResize', scale=image_size, ratio_range=(0.1, 2.0), keep_ratio=True),
+    dict(
+        type='RandomCrop',
+        crop_type='absolute_range',
+        crop_size=image_size,
+        recompute_bbox=True,
+        allow_negative_crop=True),
     dict(type='FilterAnnotations', min_gt_bbox_wh=(1e-2, 1e-2)),
     dict(type='Pad', size=image_size, pad_val=dict(img=(114, 114, 114))),
     dict(type='PackDetInputs'),
@@ -77,9 +78,9 @@ test_pipeline = [
     dict(type='Resize', scale=image_size, keep_ratio=True),
     dict(type='Pad', size=image_size, pad_val=dict(img=(114, 114, 114))),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                    'scale_factor')),
+    dict(
+        type='PackDetInputs',
+        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
 ]
 train_dataloader = dict(
     batch_size=4,  # x 16 GPUs = 64
@@ -110,8 +111,13 @@ max_iters = 184375
 interval = 5000
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=250),
-    dict(type='MultiStepLR', begin=0, end=max_iters, by_epoch=False,
-         milestones=[163889, 177546], gamma=0.1),
+    dict(
+        type='MultiStepLR',
+        begin=0,
+        end=max_iters,
+        by_epoch=False,
+        milestones=[163889, 177546],
+        gamma=0.1),
 ]
 train_cfg = dict(
     _delete_=True,
@@ -124,8 +130,8 @@ test_cfg = dict(type='TestLoop')
 
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, save_last=True,
-                    interval=interval, max_keep_ckpts=5))
+    checkpoint=dict(
+        type='CheckpointHook', by_epoch=False, save_last=True, interval=interval, max_keep_ckpts=5))
 log_processor = dict(type='LogProcessor', window_size=50, by_epoch=False)
 # lr 1e-4 is for a total batch of 64; scaled to the actual batch.
 auto_scale_lr = dict(enable=True, base_batch_size=64)

@@ -49,10 +49,8 @@ model = dict(
             type='StrictPretrained',
             checkpoint='checkpoints/fd_clip_vitb_mmseg_512.pth',
             ignore_unexpected=[r'^ln1\.'])),  # FD's final norm is not used
-    neck=dict(in_channels=[768, 768, 768, 768], out_channels=768,
-              scales=[4, 2, 1, 0.5]),
-    decode_head=dict(in_channels=[768, 768, 768, 768], channels=768,
-                     num_classes=num_classes),
+    neck=dict(in_channels=[768, 768, 768, 768], out_channels=768, scales=[4, 2, 1, 0.5]),
+    decode_head=dict(in_channels=[768, 768, 768, 768], channels=768, num_classes=num_classes),
     auxiliary_head=dict(in_channels=768, num_classes=num_classes),
     test_cfg=dict(mode='slide', crop_size=crop_size, stride=(341, 341)))
 
@@ -74,8 +72,7 @@ optim_wrapper = dict(
         }))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
-    dict(type='PolyLR', eta_min=0.0, power=1.0, begin=1500, end=160000,
-         by_epoch=False),
+    dict(type='PolyLR', eta_min=0.0, power=1.0, begin=1500, end=160000, by_epoch=False),
 ]
 train_dataloader = dict(batch_size=2)  # x 8 GPUs = 16
 val_dataloader = dict(batch_size=1)

@@ -61,15 +61,12 @@ def load_fd_student(path) -> Tuple[StateDict, dict, list]:
     obj = load_checkpoint_file(path)  # weights_only torch.load or safetensors
     meta = obj.get('meta', {}) if isinstance(obj, dict) else {}
     state = obj.get('state_dict', obj) if isinstance(obj, dict) else obj
-    if not isinstance(state, dict) or not all(
-            isinstance(v, torch.Tensor) for v in state.values()):
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(
             f'{path}: expected an mmengine checkpoint ({{"state_dict": {{...}}}}) '
             'or a flat dict of tensors.')
-    state = {(k[len('module.'):] if k.startswith('module.') else k): v
-             for k, v in state.items()}
-    student = {k[len('backbone.'):]: v for k, v in state.items()
-               if k.startswith('backbone.')}
+    state = {(k[len('module.'):] if k.startswith('module.') else k): v for k, v in state.items()}
+    student = {k[len('backbone.'):]: v for k, v in state.items() if k.startswith('backbone.')}
     if not student:
         shown = ', '.join(sorted(state)[:8])
         raise CheckpointError(
@@ -83,16 +80,14 @@ def load_fd_student(path) -> Tuple[StateDict, dict, list]:
 # ----------------------------------------------------------------- structure
 def student_kind(student: StateDict) -> str:
     """'vit' (FDViT / BEiTViT names) or 'swinv2' (mmpretrain SwinTransformerV2)."""
-    if any(k.startswith('stages.') for k in student) and any(
-            'cpb_mlp' in k for k in student):
+    if any(k.startswith('stages.') for k in student) and any('cpb_mlp' in k for k in student):
         return 'swinv2'
     if (any(k.startswith('layers.') for k in student)
             and 'patch_embed.projection.weight' in student):
         return 'vit'
-    raise CheckpointError(
-        'Unknown student layout: expected FDViT keys (layers.N.attn.*) or '
-        f'SwinTransformerV2 keys (stages.N.blocks.M.attn.w_msa.cpb_mlp.*); got '
-        f'{", ".join(sorted(student)[:6])}, ...')
+    raise CheckpointError('Unknown student layout: expected FDViT keys (layers.N.attn.*) or '
+                          f'SwinTransformerV2 keys (stages.N.blocks.M.attn.w_msa.cpb_mlp.*); got '
+                          f'{", ".join(sorted(student)[:6])}, ...')
 
 
 def vit_num_layers(student: StateDict) -> int:
@@ -161,8 +156,7 @@ def _resize_square_table(table: torch.Tensor, src_side: int, dst_side: int) -> t
     return torch.cat(columns, dim=-1).to(table.dtype)
 
 
-def resize_rel_pos_table(table: torch.Tensor, dst_grid: int,
-                         with_cls: bool = True) -> torch.Tensor:
+def resize_rel_pos_table(table: torch.Tensor, dst_grid: int, with_cls: bool = True) -> torch.Tensor:
     """Interpolates a BEiT relative position table (CLS entries kept) to ``dst_grid``."""
     src_grid = table_grid(table, with_cls)
     if src_grid == dst_grid:
@@ -174,7 +168,8 @@ def resize_rel_pos_table(table: torch.Tensor, dst_grid: int,
 
 
 # ----------------------------------------------------------------- conversion
-def convert_vit(student: StateDict, per_layer_rel_pos: bool = True,
+def convert_vit(student: StateDict,
+                per_layer_rel_pos: bool = True,
                 img_size: Optional[int] = None) -> Tuple[StateDict, dict]:
     """FDViT student -> BEiTViT backbone state dict (see the module docstring)."""
     out = dict(student)
@@ -194,8 +189,7 @@ def convert_vit(student: StateDict, per_layer_rel_pos: bool = True,
                               f'student\'s patch size {patch}.')
         dst_grid = img_size // patch
         table = resize_rel_pos_table(table, dst_grid)
-    info.update(patch_size=patch, src_grid=src_grid, grid=dst_grid,
-                img_size=dst_grid * patch)
+    info.update(patch_size=patch, src_grid=src_grid, grid=dst_grid, img_size=dst_grid * patch)
     index = relative_position_index(dst_grid)
     if per_layer_rel_pos:
         for i in range(vit_num_layers(student)):
@@ -208,12 +202,12 @@ def convert_vit(student: StateDict, per_layer_rel_pos: bool = True,
 
 
 def convert_swinv2(student: StateDict) -> Tuple[StateDict, dict]:
-    out = {k: v for k, v in student.items()
-           if not k.endswith(SWIN_DERIVED_BUFFERS)}
+    out = {k: v for k, v in student.items() if not k.endswith(SWIN_DERIVED_BUFFERS)}
     return out, {'student': 'swinv2', 'dropped_buffers': len(student) - len(out)}
 
 
-def fd_to_backbone(student: StateDict, per_layer_rel_pos: bool = True,
+def fd_to_backbone(student: StateDict,
+                   per_layer_rel_pos: bool = True,
                    img_size: Optional[int] = None) -> Tuple[StateDict, dict]:
     """Student state dict -> downstream backbone state dict (no prefix)."""
     kind = student_kind(student)
@@ -225,7 +219,9 @@ def fd_to_backbone(student: StateDict, per_layer_rel_pos: bool = True,
     return convert_swinv2(student)
 
 
-def convert_fd_checkpoint(src, dst, target: str = 'mmpretrain',
+def convert_fd_checkpoint(src,
+                          dst,
+                          target: str = 'mmpretrain',
                           per_layer_rel_pos: bool = True,
                           img_size: Optional[int] = None,
                           safetensors: Optional[bool] = None) -> dict:
@@ -239,8 +235,12 @@ def convert_fd_checkpoint(src, dst, target: str = 'mmpretrain',
     backbone, info = fd_to_backbone(student, per_layer_rel_pos, img_size)
     prefix = TARGET_PREFIX[target]
     state_dict = {prefix + k: v.detach().cpu().contiguous() for k, v in backbone.items()}
-    info.update(target=target, prefix=prefix, source=os.path.basename(str(src)),
-                num_tensors=len(state_dict), dropped=dropped)
+    info.update(
+        target=target,
+        prefix=prefix,
+        source=os.path.basename(str(src)),
+        num_tensors=len(state_dict),
+        dropped=dropped)
     out_meta = {'mmfd_conversion': {k: v for k, v in info.items() if k != 'dropped'}}
     for key in ('epoch', 'iter', 'mmengine_version', 'experiment_name'):
         if key in meta:

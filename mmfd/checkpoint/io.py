@@ -78,17 +78,14 @@ def _check_path(path) -> str:
             f'checkpoint must be a file path, got {type(path).__name__}: {path!r}')
     path = os.fspath(path)
     if not os.path.exists(path):
-        raise CheckpointError(
-            f'Checkpoint file not found: {path}. mmfd never downloads weights: '
-            'download the file yourself and pass its local path.')
+        raise CheckpointError(f'Checkpoint file not found: {path}. mmfd never downloads weights: '
+                              'download the file yourself and pass its local path.')
     if not os.path.isfile(path):
         raise CheckpointError(f'Checkpoint path is not a file: {path}')
     return path
 
 
-def load_checkpoint_file(path,
-                         allow_torchscript: bool = False,
-                         map_location: str = 'cpu') -> dict:
+def load_checkpoint_file(path, allow_torchscript: bool = False, map_location: str = 'cpu') -> dict:
     """Reads a checkpoint file safely and returns what it holds (a dict).
 
     ``.safetensors`` files go through safetensors; anything else through
@@ -137,14 +134,12 @@ def load_checkpoint_file(path,
                 'weights on a trusted machine (e.g. torch.save(torch.load(f, '
                 'weights_only=False)["model"], "weights.pth")) or allow-list the class '
                 'with torch.serialization.add_safe_globals.') from err
-        raise CheckpointError(
-            f'Cannot read checkpoint {path} (corrupt, truncated or not a PyTorch '
-            f'file?): {type(err).__name__}: {err}') from err
+        raise CheckpointError(f'Cannot read checkpoint {path} (corrupt, truncated or not a PyTorch '
+                              f'file?): {type(err).__name__}: {err}') from err
     if isinstance(obj, nn.Module):
         obj = obj.state_dict()
     if not isinstance(obj, dict):
-        raise CheckpointError(
-            f'{path} holds a {type(obj).__name__}, not a dict of weights.')
+        raise CheckpointError(f'{path} holds a {type(obj).__name__}, not a dict of weights.')
     return obj
 
 
@@ -161,14 +156,13 @@ def _pick_entry(obj: dict, entry: str, strict: bool, source: str) -> Optional[st
     if entry in present:
         chosen = entry
     elif strict:
-        raise CheckpointError(
-            f'{source}: entry={entry!r} was asked for, but the file holds only '
-            f'{present}. Set the teacher option entry={present[0]!r} to load it.')
+        raise CheckpointError(f'{source}: entry={entry!r} was asked for, but the file holds only '
+                              f'{present}. Set the teacher option entry={present[0]!r} to load it.')
     else:
         chosen = present[0]
     from mmengine.logging import print_log
-    print_log(f'{source}: loading the {chosen!r} entry (the file holds {present}).',
-              logger='current')
+    print_log(
+        f'{source}: loading the {chosen!r} entry (the file holds {present}).', logger='current')
     return chosen
 
 
@@ -205,19 +199,23 @@ def unwrap_state_dict(obj: dict,
             raise CheckpointError(
                 f'{source}: cannot find the weights. Top-level keys: {_fmt_keys(sorted(obj))}; '
                 f'expected a flat dict of tensors or one nested under '
-                f'{list(ENTRY_KEYS) + list(nesting_keys)}'
-                + (f' (non-tensor values next to tensors {_fmt_keys(tensors)})' if tensors else '')
-                + '.')
+                f'{list(ENTRY_KEYS) + list(nesting_keys)}' +
+                (f' (non-tensor values next to tensors {_fmt_keys(tensors)})' if tensors else '') +
+                '.')
         path.append(key)
         obj = obj[key]
 
     state_dict = dict(obj)
     for prefix in strip_prefixes:
-        state_dict = {(k[len(prefix):] if k.startswith(prefix) else k): v
-                      for k, v in state_dict.items()}
+        state_dict = {
+            (k[len(prefix):] if k.startswith(prefix) else k): v
+            for k, v in state_dict.items()
+        }
     if select_prefix and any(k.startswith(select_prefix) for k in state_dict):
-        state_dict = {k[len(select_prefix):]: v for k, v in state_dict.items()
-                      if k.startswith(select_prefix)}
+        state_dict = {
+            k[len(select_prefix):]: v
+            for k, v in state_dict.items() if k.startswith(select_prefix)
+        }
     return state_dict
 
 
@@ -253,9 +251,11 @@ def load_state_dict_strict(module: nn.Module,
     expected = module.state_dict()
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
-    mismatched = [f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(expected[k].shape)}'
-                  for k, v in state_dict.items()
-                  if k in expected and tuple(v.shape) != tuple(expected[k].shape)]
+    mismatched = [
+        f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(expected[k].shape)}'
+        for k, v in state_dict.items()
+        if k in expected and tuple(v.shape) != tuple(expected[k].shape)
+    ]
 
     if _has_load_hooks(module):
         # Load hooks (e.g. mmpretrain's position-embedding resizing, BEiT's shared
@@ -277,9 +277,8 @@ def load_state_dict_strict(module: nn.Module,
     if mismatched:
         problems.append(f'shape mismatch ({len(mismatched)}): {_fmt_keys(mismatched)}')
     if problems:
-        raise CheckpointError(
-            f'Cannot load {source} into {name}; it does not match the model '
-            f'(wrong arch/options or wrong file?):\n  ' + '\n  '.join(problems))
+        raise CheckpointError(f'Cannot load {source} into {name}; it does not match the model '
+                              f'(wrong arch/options or wrong file?):\n  ' + '\n  '.join(problems))
     if not _has_load_hooks(module):
         module.load_state_dict(state_dict, strict=True)
     return dropped

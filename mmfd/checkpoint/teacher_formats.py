@@ -17,19 +17,19 @@ from mmfd.utils.errors import CheckpointError
 
 # family -> (teacher class, predicate over the key set)
 _FAMILY_HINTS = (
-    ('clip', 'CLIPTeacher',
-     lambda keys: any(k.endswith('class_embedding') or 'visual.conv1.weight' in k or
-                      k.startswith('visual.transformer.resblocks') for k in keys)),
-    ('swin', 'SwinTeacher',
-     lambda keys: any(re.match(
-         r'(.*\.)?layers\.\d+\.blocks\.\d+\.attn\.relative_position_bias_table$', k)
-         for k in keys)),
+    ('clip', 'CLIPTeacher', lambda keys: any(
+        k.endswith('class_embedding') or 'visual.conv1.weight' in k or k.startswith(
+            'visual.transformer.resblocks') for k in keys)),
+    ('swin', 'SwinTeacher', lambda keys: any(
+        re.match(r'(.*\.)?layers\.\d+\.blocks\.\d+\.attn\.relative_position_bias_table$', k)
+        for k in keys)),
     ('vit', 'ViTTeacher',
-     lambda keys: any(re.match(r'(.*\.)?blocks\.\d+\.attn\.qkv\.weight$', k) for k in keys)
-     and any(k.endswith('patch_embed.proj.weight') for k in keys)),
+     lambda keys: any(re.match(r'(.*\.)?blocks\.\d+\.attn\.qkv\.weight$', k)
+                      for k in keys) and any(k.endswith('patch_embed.proj.weight') for k in keys)),
     ('mmpretrain', 'MMPretrainTeacher',
-     lambda keys: any(re.match(r'(.*\.)?(layers|stages)\.\d+\.', k) for k in keys)
-     and any('patch_embed.projection.weight' in k or '.w_msa.' in k for k in keys)),
+     lambda keys: any(re.match(r'(.*\.)?(layers|stages)\.\d+\.', k)
+                      for k in keys) and any('patch_embed.projection.weight' in k or '.w_msa.' in k
+                                             for k in keys)),
 )
 TEACHER_OF_FAMILY = {family: teacher for family, teacher, _ in _FAMILY_HINTS}
 
@@ -48,10 +48,9 @@ def check_family(keys: Iterable[str], expected: str, source: str) -> None:
     keys = list(keys)
     found = guess_family(keys)
     if found is not None and found != expected:
-        raise CheckpointError(
-            f'{source} looks like a {found} checkpoint (keys such as '
-            f'{", ".join(sorted(keys)[:3])}), not a {expected} one: use '
-            f'{TEACHER_OF_FAMILY[found]} for it (or check the file name).')
+        raise CheckpointError(f'{source} looks like a {found} checkpoint (keys such as '
+                              f'{", ".join(sorted(keys)[:3])}), not a {expected} one: use '
+                              f'{TEACHER_OF_FAMILY[found]} for it (or check the file name).')
 
 
 # OpenAI's TorchScript CLIP keeps these as tensors next to the weights.

@@ -4,5 +4,7 @@ from .errors import BadSampleError, DataError
 from .loading import SafeLoadImageFromFile, image_bytes_problem
 from .robust_dataset import RobustDataset, upgrade_pipeline
 
-__all__ = ['BadSampleError', 'DataError', 'SafeLoadImageFromFile', 'RobustDataset',
-           'image_bytes_problem', 'upgrade_pipeline']
+__all__ = [
+    'BadSampleError', 'DataError', 'SafeLoadImageFromFile', 'RobustDataset', 'image_bytes_problem',
+    'upgrade_pipeline'
+]

@@ -14,8 +14,8 @@ import mmcv
 import numpy as np
 from mmcv.transforms import LoadImageFromFile
 from mmengine import fileio
-from mmfd.registry import TRANSFORMS
 
+from mmfd.registry import TRANSFORMS
 from .errors import BadSampleError
 
 
@@ -85,14 +85,14 @@ class SafeLoadImageFromFile(LoadImageFromFile):
         if problem:
             raise BadSampleError(filename, problem)
         try:
-            img = mmcv.imfrombytes(data, flag=self.color_type,
-                                   backend=self.imdecode_backend)
+            img = mmcv.imfrombytes(data, flag=self.color_type, backend=self.imdecode_backend)
         except Exception as err:  # decoders raise their own types
             raise BadSampleError(filename, f'cannot decode: {type(err).__name__}: '
                                  f'{err}') from None
         if img is None or img.size == 0:
-            raise BadSampleError(filename, 'cannot decode (not an image, or corrupt '
-                                 f'data; {len(data)} bytes)')
+            raise BadSampleError(
+                filename, 'cannot decode (not an image, or corrupt '
+                f'data; {len(data)} bytes)')
         if self.to_float32:
             img = img.astype(np.float32)
         results['img'] = img

@@ -28,13 +28,15 @@ from typing import Optional
 
 import numpy as np
 from mmengine.logging import print_log
-from mmfd.registry import DATASETS
 
 from mmfd.engine.reliability.rng import sample_seed, seeded
+from mmfd.registry import DATASETS
 from .errors import BadSampleError, DataError
 
-UPGRADES = {'LoadImageFromFile': 'SafeLoadImageFromFile',
-            'mmcv.LoadImageFromFile': 'SafeLoadImageFromFile'}
+UPGRADES = {
+    'LoadImageFromFile': 'SafeLoadImageFromFile',
+    'mmcv.LoadImageFromFile': 'SafeLoadImageFromFile'
+}
 
 
 def upgrade_pipeline(dataset_cfg: dict) -> dict:
@@ -66,11 +68,13 @@ class RobustDataset:
     """
     uses_sample_seeds = True
 
-    def __init__(self, dataset, max_bad_samples: int = 100, max_substitutes: int = 16,
+    def __init__(self,
+                 dataset,
+                 max_bad_samples: int = 100,
+                 max_substitutes: int = 16,
                  upgrade_loader: bool = True):
         if isinstance(dataset, dict):
-            dataset = DATASETS.build(upgrade_pipeline(dataset) if upgrade_loader
-                                     else dataset)
+            dataset = DATASETS.build(upgrade_pipeline(dataset) if upgrade_loader else dataset)
         self.dataset = dataset
         if hasattr(dataset, 'full_init'):
             dataset.full_init()
@@ -136,9 +140,12 @@ class RobustDataset:
                 f'{self.max_bad_samples}. Latest: {err.path} ({err.reason}). Bad files '
                 f'so far: {self._describe(self.bad_indices()[:10])}. Fix or remove them '
                 '(and the annotation entries), or raise max_bad_samples.')
-        print_log(f'Skipping unreadable sample {index}: {err.path}: {err.reason} '
-                  f'(replaced by another sample; {count}/{self.max_bad_samples} bad '
-                  'samples allowed).', logger='current', level=logging.WARNING)
+        print_log(
+            f'Skipping unreadable sample {index}: {err.path}: {err.reason} '
+            f'(replaced by another sample; {count}/{self.max_bad_samples} bad '
+            'samples allowed).',
+            logger='current',
+            level=logging.WARNING)
 
     def _describe(self, indices) -> str:
         paths = []

@@ -12,15 +12,31 @@ from .attention_metrics import (AttentionStatistics, attention_distance, average
                                 distance_spread, head_kl, head_kl_matrix, head_similarity,
                                 head_similarity_matrix, pairwise_distances, patch_attention,
                                 token_positions)
-from .landscape import (filter_normalize, landscape_parameters, loss_landscape,
-                        make_loss_fn, perturbed, random_direction, sharpness)
+from .landscape import (filter_normalize, landscape_parameters, loss_landscape, make_loss_fn,
+                        perturbed, random_direction, sharpness)
 from .recording import AttentionRecord, AttentionRecorder, TokenGeometry, resolve_geometry
 
 __all__ = [
-    'AttentionRecord', 'AttentionRecorder', 'TokenGeometry', 'resolve_geometry',
-    'AttentionStatistics', 'attention_distance', 'average_attention',
-    'distance_spread', 'head_kl', 'head_kl_matrix', 'head_similarity',
-    'head_similarity_matrix', 'pairwise_distances', 'patch_attention', 'token_positions',
-    'filter_normalize', 'landscape_parameters', 'loss_landscape', 'make_loss_fn',
-    'perturbed', 'random_direction', 'sharpness',
+    'AttentionRecord',
+    'AttentionRecorder',
+    'TokenGeometry',
+    'resolve_geometry',
+    'AttentionStatistics',
+    'attention_distance',
+    'average_attention',
+    'distance_spread',
+    'head_kl',
+    'head_kl_matrix',
+    'head_similarity',
+    'head_similarity_matrix',
+    'pairwise_distances',
+    'patch_attention',
+    'token_positions',
+    'filter_normalize',
+    'landscape_parameters',
+    'loss_landscape',
+    'make_loss_fn',
+    'perturbed',
+    'random_direction',
+    'sharpness',
 ]

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from mmfd.utils.errors import ConfigError
 from mmfd.models.teachers.base import IMAGENET_MEAN, IMAGENET_STD
+from mmfd.utils.errors import ConfigError
 from .attention_metrics import AttentionStatistics
 from .landscape import loss_landscape, make_loss_fn
 from .recording import AttentionRecorder, resolve_geometry
@@ -37,9 +37,9 @@ TARGETS = ('student', 'teacher')
 
 @dataclass
 class DiagnosticTarget:
-    label: str                      # 'student' or 'teacher'
-    root: nn.Module                 # the whole model (put in eval mode while measuring)
-    module: nn.Module               # the network whose attention is recorded
+    label: str  # 'student' or 'teacher'
+    root: nn.Module  # the whole model (put in eval mode while measuring)
+    module: nn.Module  # the network whose attention is recorded
     run: Callable[[torch.Tensor], object]  # raw RGB 0-255 -> forward through ``module``
 
     @property
@@ -75,7 +75,8 @@ def _is_teacher(module) -> bool:
     return isinstance(module, BaseTeacher)
 
 
-def select_targets(model: nn.Module, which: Sequence[str] = TARGETS,
+def select_targets(model: nn.Module,
+                   which: Sequence[str] = TARGETS,
                    strict: bool = False) -> List[DiagnosticTarget]:
     """The networks of ``model`` to diagnose, in the order of ``which``.
 
@@ -91,8 +92,9 @@ def select_targets(model: nn.Module, which: Sequence[str] = TARGETS,
         if _is_teacher(model):
             if label == 'teacher':
                 t_mean, t_std = _stats(model.mean, model.std)
-                targets.append(DiagnosticTarget('teacher', model, model,
-                                                lambda raw: model(normalise(raw, t_mean, t_std))))
+                targets.append(
+                    DiagnosticTarget('teacher', model, model,
+                                     lambda raw: model(normalise(raw, t_mean, t_std))))
             elif strict:
                 raise ConfigError(f'{type(model).__name__} is a teacher: it has no student.')
             continue
@@ -106,15 +108,16 @@ def select_targets(model: nn.Module, which: Sequence[str] = TARGETS,
             if hasattr(model, 'compute_target'):
                 run = lambda raw: model.compute_target(normalise(raw, mean, std))  # noqa: E731
             else:
-                t_mean, t_std = _stats(getattr(teacher, 'mean', IMAGENET_MEAN),
-                                       getattr(teacher, 'std', IMAGENET_STD))
+                t_mean, t_std = _stats(
+                    getattr(teacher, 'mean', IMAGENET_MEAN), getattr(teacher, 'std', IMAGENET_STD))
                 run = lambda raw: teacher(normalise(raw, t_mean, t_std))  # noqa: E731
             targets.append(DiagnosticTarget('teacher', model, teacher, run))
         else:
             net = getattr(model, 'backbone', None)
             net = model if net is None else net
-            targets.append(DiagnosticTarget('student', model, net,
-                                            lambda raw, net=net: net(normalise(raw, mean, std))))
+            targets.append(
+                DiagnosticTarget(
+                    'student', model, net, lambda raw, net=net: net(normalise(raw, mean, std))))
     return targets
 
 
@@ -205,8 +208,12 @@ def sequential_loader(loader, batch_size: int):
     the same collate function (its transforms still run: a train pipeline's random
     crops are drawn once and then kept)."""
     from torch.utils.data import DataLoader
-    return DataLoader(loader.dataset, batch_size=batch_size, shuffle=False, num_workers=0,
-                      collate_fn=loader.collate_fn)
+    return DataLoader(
+        loader.dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=0,
+        collate_fn=loader.collate_fn)
 
 
 def batches_from_images(model: nn.Module, raw: torch.Tensor, batch_size: int, device=None):
@@ -217,9 +224,13 @@ def batches_from_images(model: nn.Module, raw: torch.Tensor, batch_size: int, de
 
 
 # --------------------------------------------------------------------------- metrics
-def attention_statistics(target: DiagnosticTarget, raw: torch.Tensor, batch_size: int = 8,
-                         renormalize: bool = True, with_kl: bool = True,
-                         keep_maps: bool = True, strategy: str = 'auto',
+def attention_statistics(target: DiagnosticTarget,
+                         raw: torch.Tensor,
+                         batch_size: int = 8,
+                         renormalize: bool = True,
+                         with_kl: bool = True,
+                         keep_maps: bool = True,
+                         strategy: str = 'auto',
                          on_batch: Optional[Callable[[int], None]] = None) -> AttentionStatistics:
     """Streams ``raw`` through ``target`` in eval mode, recording every attention map."""
     stats = AttentionStatistics(renormalize=renormalize, with_kl=with_kl, keep_maps=keep_maps)
@@ -252,8 +263,13 @@ def attention_report(stats: AttentionStatistics) -> dict:
     )
 
 
-def landscape_report(model: nn.Module, batches, dim: int = 1, points: int = 21,
-                     span: float = 1.0, seed: int = 0, radius: Optional[float] = None,
+def landscape_report(model: nn.Module,
+                     batches,
+                     dim: int = 1,
+                     points: int = 21,
+                     span: float = 1.0,
+                     seed: int = 0,
+                     radius: Optional[float] = None,
                      on_point: Optional[Callable[[], None]] = None) -> dict:
     """Loss landscape of the trainable weights of ``model`` on fixed batches (eval mode)."""
     loss_fn = make_loss_fn(model, batches)
@@ -265,5 +281,12 @@ def landscape_report(model: nn.Module, batches, dim: int = 1, points: int = 21,
                 f'{type(model).__name__} cannot compute its loss on the diagnostic images '
                 f'({type(error).__name__}: {error}). Classifiers need labelled batches: '
                 f'use a dataloader, not an image folder, for their loss landscape.') from error
-        return loss_landscape(model, loss_fn, dim=dim, points=points, span=span, seed=seed,
-                              radius=radius, on_point=on_point)
+        return loss_landscape(
+            model,
+            loss_fn,
+            dim=dim,
+            points=points,
+            span=span,
+            seed=seed,
+            radius=radius,
+            on_point=on_point)

@@ -50,7 +50,8 @@ def _floating(x: torch.Tensor) -> torch.Tensor:
     return x if x.dtype in (torch.float32, torch.float64) else x.float()
 
 
-def patch_attention(attn: torch.Tensor, num_prefix_tokens: int = 1,
+def patch_attention(attn: torch.Tensor,
+                    num_prefix_tokens: int = 1,
                     renormalize: bool = True) -> torch.Tensor:
     """Drops prefix rows and columns; optionally renormalises rows to sum 1."""
     _check(attn)
@@ -77,8 +78,11 @@ def pairwise_distances(grid: Sequence[int], patch_size: PairLike = 1.0) -> torch
     return torch.cdist(pos, pos)
 
 
-def attention_distance(attn: torch.Tensor, grid: Sequence[int], patch_size: PairLike,
-                       num_prefix_tokens: int = 1, renormalize: bool = True) -> torch.Tensor:
+def attention_distance(attn: torch.Tensor,
+                       grid: Sequence[int],
+                       patch_size: PairLike,
+                       num_prefix_tokens: int = 1,
+                       renormalize: bool = True) -> torch.Tensor:
     """Average attention distance in pixels per head, ``[heads]``."""
     patch = patch_attention(attn, num_prefix_tokens, renormalize)
     n = int(grid[0]) * int(grid[1])
@@ -124,7 +128,8 @@ def head_similarity(attn: torch.Tensor, num_prefix_tokens: int = 1) -> float:
     return _upper_mean(head_similarity_matrix(attn, num_prefix_tokens))
 
 
-def head_kl_matrix(attn: torch.Tensor, num_prefix_tokens: int = 1,
+def head_kl_matrix(attn: torch.Tensor,
+                   num_prefix_tokens: int = 1,
                    eps: float = 1e-8) -> torch.Tensor:
     """``[heads, heads]``: KL(A_h[q] || A_g[q]) on renormalised rows, mean over maps and
     queries. ``eps`` is added before the logs (and the rows renormalised) to keep
@@ -150,6 +155,7 @@ def average_attention(attn: torch.Tensor) -> torch.Tensor:
 
 
 class _Layer:
+
     def __init__(self, record: AttentionRecord, geometry: TokenGeometry):
         self.name, self.kind, self.geometry = record.name, record.kind, geometry
         self.num_heads = record.attn.shape[1]
@@ -196,8 +202,10 @@ class AttentionStatistics:
             layer.map_sum = layer.map_sum + attn.double().sum(0).cpu()
 
     def averaged_maps(self) -> Dict[str, torch.Tensor]:
-        return {name: (layer.map_sum / layer.count).float()
-                for name, layer in self.layers.items() if self.keep_maps}
+        return {
+            name: (layer.map_sum / layer.count).float()
+            for name, layer in self.layers.items() if self.keep_maps
+        }
 
     def summary(self) -> List[dict]:
         """One JSON-ready dict per layer, in forward order."""
@@ -206,10 +214,16 @@ class AttentionStatistics:
             distance = layer.distance / layer.count
             similarity = layer.similarity / layer.count
             entry = dict(
-                index=index, name=layer.name, kind=layer.kind, num_heads=layer.num_heads,
-                grid=list(layer.geometry.grid), stride=list(layer.geometry.stride),
-                num_prefix_tokens=layer.geometry.num_prefix_tokens, num_maps=layer.count,
-                distance=_floats(distance), distance_mean=_float(distance.mean()),
+                index=index,
+                name=layer.name,
+                kind=layer.kind,
+                num_heads=layer.num_heads,
+                grid=list(layer.geometry.grid),
+                stride=list(layer.geometry.stride),
+                num_prefix_tokens=layer.geometry.num_prefix_tokens,
+                num_maps=layer.count,
+                distance=_floats(distance),
+                distance_mean=_float(distance.mean()),
                 distance_spread=distance_spread(distance),
                 head_similarity=_float(_upper_mean(similarity)),
                 head_similarity_matrix=[_floats(row) for row in similarity])

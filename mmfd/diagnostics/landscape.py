@@ -33,13 +33,17 @@ DEFAULT_SKIP = (r'pos_embed', r'positional_embedding', r'position_bias', r'rel_p
                 r'relative_position', r'cpb_mlp')
 
 
-def landscape_parameters(model: nn.Module, skip: Iterable[str] = DEFAULT_SKIP,
+def landscape_parameters(model: nn.Module,
+                         skip: Iterable[str] = DEFAULT_SKIP,
                          trainable_only: bool = True) -> Dict[str, nn.Parameter]:
     """The parameters a direction may move (1-D ones are kept, their direction is 0)."""
     patterns = [re.compile(p) for p in skip]
-    return {name: p for name, p in model.named_parameters()
-            if (p.requires_grad or not trainable_only)
-            and not any(pat.search(name) for pat in patterns)}
+    return {
+        name: p
+        for name, p in model.named_parameters()
+        if (p.requires_grad or not trainable_only) and not any(
+            pat.search(name) for pat in patterns)
+    }
 
 
 def filter_normalize(direction: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -82,8 +86,10 @@ def perturbed(params: Dict[str, torch.Tensor], directions: Sequence[Dict[str, to
                 p.copy_(originals[name])
 
 
-def evaluate_surface(params: Dict[str, torch.Tensor], directions: Sequence[Dict[str, torch.Tensor]],
-                     coords: Sequence[Sequence[float]], loss_fn: Callable[[], float],
+def evaluate_surface(params: Dict[str, torch.Tensor],
+                     directions: Sequence[Dict[str, torch.Tensor]],
+                     coords: Sequence[Sequence[float]],
+                     loss_fn: Callable[[], float],
                      on_point: Optional[Callable[[], None]] = None) -> np.ndarray:
     """Loss on the grid ``coords[0] x coords[1] ...`` (one axis per direction)."""
     if len(coords) != len(directions):
@@ -99,7 +105,8 @@ def evaluate_surface(params: Dict[str, torch.Tensor], directions: Sequence[Dict[
     return losses
 
 
-def sharpness(alphas: Sequence[float], losses: Sequence[float],
+def sharpness(alphas: Sequence[float],
+              losses: Sequence[float],
               radius: Optional[float] = None) -> Dict[str, float]:
     """Curvature of a quadratic fit and mean loss rise at ``radius`` (default: the span)."""
     a = np.asarray(alphas, dtype=np.float64)
@@ -112,9 +119,14 @@ def sharpness(alphas: Sequence[float], losses: Sequence[float],
     return dict(curvature=float(2 * c2), rise=rise, radius=r, loss_at_0=centre)
 
 
-def loss_landscape(model: nn.Module, loss_fn: Callable[[], float], dim: int = 1,
-                   points: int = 21, span: float = 1.0, seed: int = 0,
-                   skip: Iterable[str] = DEFAULT_SKIP, radius: Optional[float] = None,
+def loss_landscape(model: nn.Module,
+                   loss_fn: Callable[[], float],
+                   dim: int = 1,
+                   points: int = 21,
+                   span: float = 1.0,
+                   seed: int = 0,
+                   skip: Iterable[str] = DEFAULT_SKIP,
+                   radius: Optional[float] = None,
                    on_point: Optional[Callable[[], None]] = None) -> dict:
     """1-D curve or 2-D surface over [-span, span] (``points`` per axis) + sharpness.
 
@@ -131,12 +143,21 @@ def loss_landscape(model: nn.Module, loss_fn: Callable[[], float], dim: int = 1,
         sharp = sharpness(axis, losses, radius)
     else:
         centre = int(np.argmin(np.abs(axis)))
-        slices = [sharpness(axis, losses[:, centre], radius),
-                  sharpness(axis, losses[centre, :], radius)]
+        slices = [
+            sharpness(axis, losses[:, centre], radius),
+            sharpness(axis, losses[centre, :], radius)
+        ]
         sharp = {k: float(np.mean([s[k] for s in slices])) for k in slices[0]}
     moved = sum(p.numel() for p in params.values() if p.dim() > 1)
-    result = dict(dim=dim, span=span, points=points, seed=seed, alphas=axis.tolist(),
-                  losses=losses.tolist(), sharpness=sharp, num_parameters=moved)
+    result = dict(
+        dim=dim,
+        span=span,
+        points=points,
+        seed=seed,
+        alphas=axis.tolist(),
+        losses=losses.tolist(),
+        sharpness=sharp,
+        num_parameters=moved)
     if dim == 2:
         result['betas'] = axis.tolist()
     return result
@@ -149,6 +170,7 @@ def make_loss_fn(model: nn.Module, batches: List[tuple]) -> Callable[[], float]:
     landscape: no dropout / drop path); losses are summed like mmengine's
     ``parse_losses`` (every key containing ``'loss'``).
     """
+
     def loss_fn() -> float:
         total = 0.0
         with torch.no_grad():
@@ -166,4 +188,5 @@ def make_loss_fn(model: nn.Module, batches: List[tuple]) -> Callable[[], float]:
                     loss = sum(v for k, v in losses.items() if 'loss' in k)
                 total += float(loss)
         return total / max(len(batches), 1)
+
     return loss_fn

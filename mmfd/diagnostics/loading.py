@@ -61,30 +61,34 @@ def config_of(config_path, checkpoint):
 def state_dict_of(checkpoint: dict, source) -> dict:
     if isinstance(checkpoint, dict) and isinstance(checkpoint.get('state_dict'), dict):
         return checkpoint['state_dict']
-    if isinstance(checkpoint, dict) and all(isinstance(v, torch.Tensor)
-                                            for v in checkpoint.values()):
+    if isinstance(checkpoint, dict) and all(
+            isinstance(v, torch.Tensor) for v in checkpoint.values()):
         return checkpoint
     raise CheckpointError(f'{source}: no "state_dict" in the checkpoint.')
 
 
 def load_weights(model: nn.Module, state_dict: dict, source) -> None:
-    state_dict = {k[len('module.'):] if k.startswith('module.') else k: v
-                  for k, v in state_dict.items()}
+    state_dict = {
+        k[len('module.'):] if k.startswith('module.') else k: v
+        for k, v in state_dict.items()
+    }
     try:
         model.load_state_dict(state_dict, strict=True)
     except RuntimeError as error:
         raise CheckpointError(f'{source} does not fit {type(model).__name__}: {error}') from error
 
 
-def load_model(spec: str, device='cpu',
+def load_model(spec: str,
+               device='cpu',
                cfg_options: Optional[dict] = None) -> Tuple[nn.Module, object]:
     """Builds the model of ``spec``; returns ``(model in eval mode on device, cfg)``.
 
     ``cfg_options``: dotted-key overrides merged into the config (mmengine style).
     """
-    import mmfd  # noqa: F401  (registers mmfd's models)
     from mmengine.registry import init_default_scope
     from mmpretrain.registry import MODELS
+
+    import mmfd  # noqa: F401  (registers mmfd's models)
 
     config_path, checkpoint_path = split_spec(spec)
     checkpoint = read_checkpoint(checkpoint_path) if checkpoint_path else None

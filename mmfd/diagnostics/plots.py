@@ -6,9 +6,13 @@ visualizer backends take.
 """
 import math
 from pathlib import Path
-from typing import Dict, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Mapping, Optional, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:  # annotations only: matplotlib and torch load lazily
+    import torch
+    from matplotlib.figure import Figure
 
 
 def _figure(width: float, height: float):
@@ -89,8 +93,10 @@ def _pick(n: int, k: Optional[int]) -> list:
     return sorted({round(i * (n - 1) / (k - 1)) for i in range(k)}) if k > 1 else [n - 1]
 
 
-def plot_attention_maps(maps: Mapping[str, 'torch.Tensor'], prefix: Mapping[str, int],
-                        max_layers: Optional[int] = 12, max_heads: Optional[int] = 16,
+def plot_attention_maps(maps: Mapping[str, 'torch.Tensor'],
+                        prefix: Mapping[str, int],
+                        max_layers: Optional[int] = 12,
+                        max_heads: Optional[int] = 16,
                         title: str = 'Averaged attention maps') -> 'Figure':
     """Grid of averaged maps: rows = layers, columns = heads.
 
@@ -114,8 +120,12 @@ def plot_attention_maps(maps: Mapping[str, 'torch.Tensor'], prefix: Mapping[str,
             ax.set_yticks([])
             if head < layer.shape[0]:
                 image = layer[head]
-                ax.imshow(image, cmap='viridis', vmin=0, vmax=max(float(image.max()), 1e-12),
-                          interpolation='nearest')
+                ax.imshow(
+                    image,
+                    cmap='viridis',
+                    vmin=0,
+                    vmax=max(float(image.max()), 1e-12),
+                    interpolation='nearest')
             else:
                 ax.axis('off')
             if r == 0:

@@ -28,10 +28,10 @@ def mmpretrain_mha_maps(module, x):
     sdpa = module.scaled_dot_product_attention
     if isinstance(sdpa, functools.partial):
         # mmpretrain's python fallback divides the logits by its `scale` keyword
-        scale = sdpa.keywords.get('scale') or q.size(-1) ** 0.5
+        scale = sdpa.keywords.get('scale') or q.size(-1)**0.5
         logits = q @ k.transpose(-2, -1) / scale
     else:  # F.scaled_dot_product_attention: default scale 1/sqrt(head_dim)
-        logits = (q * q.size(-1) ** -0.5) @ k.transpose(-2, -1)
+        logits = (q * q.size(-1)**-0.5) @ k.transpose(-2, -1)
     return logits.softmax(dim=-1)
 
 
@@ -70,7 +70,7 @@ def torch_mha_maps(module, x, attn_mask=None):
     k = F.linear(x, weight[E:2 * E], None if bias is None else bias[E:2 * E])
     q = q.reshape(B, L, heads, -1).transpose(1, 2)
     k = k.reshape(B, L, heads, -1).transpose(1, 2)
-    logits = (q * q.size(-1) ** -0.5) @ k.transpose(-2, -1)
+    logits = (q * q.size(-1)**-0.5) @ k.transpose(-2, -1)
     if attn_mask is not None:
         if attn_mask.dim() == 3:  # [B * heads, L, L]
             attn_mask = attn_mask.reshape(B, heads, L, L)
@@ -90,7 +90,7 @@ def open_clip_attention_maps(module, x, attn_mask=None):
         if attn_mask.ndim == 3:
             attn_mask = attn_mask.reshape(N, module.num_heads, L, L)
         if attn_mask.dtype == torch.bool:  # open_clip: True = masked out
-            attn_mask = torch.zeros_like(attn_mask, dtype=q.dtype).masked_fill_(
-                attn_mask, float('-inf'))
+            attn_mask = torch.zeros_like(
+                attn_mask, dtype=q.dtype).masked_fill_(attn_mask, float('-inf'))
         logits = logits + attn_mask.to(logits.dtype)
     return logits.softmax(dim=-1)

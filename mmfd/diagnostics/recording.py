@@ -82,9 +82,9 @@ class AttentionRecord:
 
 
 class TokenGeometry(NamedTuple):
-    grid: Tuple[int, int]          # tokens per side of the (patch or window) grid
-    stride: Tuple[float, float]    # pixels per token (rows, cols)
-    num_prefix_tokens: int         # CLS / register tokens before the grid
+    grid: Tuple[int, int]  # tokens per side of the (patch or window) grid
+    stride: Tuple[float, float]  # pixels per token (rows, cols)
+    num_prefix_tokens: int  # CLS / register tokens before the grid
 
 
 def _import(path: str):
@@ -128,8 +128,12 @@ class AttentionRecorder:
         maps = [r.attn for r in rec.records]
     """
 
-    def __init__(self, model: nn.Module, callback: Optional[Callable] = None,
-                 strategy: str = 'auto', to_cpu: bool = False, strict: bool = True):
+    def __init__(self,
+                 model: nn.Module,
+                 callback: Optional[Callable] = None,
+                 strategy: str = 'auto',
+                 to_cpu: bool = False,
+                 strict: bool = True):
         if strategy not in STRATEGIES:
             raise ConfigError(f'AttentionRecorder strategy={strategy!r}: use one of {STRATEGIES}.')
         self.model = model
@@ -168,8 +172,8 @@ class AttentionRecorder:
         attn = attn.detach().float()
         if self.to_cpu:
             attn = attn.cpu()
-        record = AttentionRecord(name, attn, kind, window_size, feature_hw,
-                                 self._image.get('hw'), self._image.get('patch'))
+        record = AttentionRecord(name, attn, kind, window_size, feature_hw, self._image.get('hw'),
+                                 self._image.get('patch'))
         if self.callback is not None:
             self.callback(record)
         else:
@@ -185,16 +189,20 @@ class AttentionRecorder:
             setattr(module, attr, value)
 
     def _observe_input(self, name, target, **meta):
+
         def hook(_, args):
             self._emit(name, args[0], **meta)
+
         self._handles.append(target.register_forward_pre_hook(hook))
 
     def _recompute(self, name, module, fn):
+
         def hook(mod, args, kwargs):
             with torch.no_grad():
                 attn = fn(mod, args, kwargs)
             if attn is not None:
                 self._emit(name, attn)
+
         self._handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
 
     def _install(self):
@@ -209,6 +217,7 @@ class AttentionRecorder:
         def image_hook(conv, args):
             self._image['hw'] = (int(args[0].shape[-2]), int(args[0].shape[-1]))
             self._image['patch'] = _pair(conv.stride)
+
         for m in self.model.modules():
             if isinstance(m, nn.Conv2d) and m.in_channels == 3:  # patch embedding
                 self._handles.append(m.register_forward_pre_hook(image_hook))
@@ -230,8 +239,10 @@ class AttentionRecorder:
                 if m.fused_attn and explicit:
                     self._set(m, 'fused_attn', False)
                 if m.fused_attn:
-                    self._recompute(name, m, lambda mod, a, kw: recompute.timm_attention_maps(
-                        mod, a[0], _arg(a, kw, 1, 'attn_mask'), _arg(a, kw, 2, 'is_causal', False)))
+                    self._recompute(
+                        name, m, lambda mod, a, kw: recompute.timm_attention_maps(
+                            mod, a[0], _arg(a, kw, 1, 'attn_mask'),
+                            _arg(a, kw, 2, 'is_causal', False)))
                 else:
                     self._observe_input(name, m.attn_drop)
             elif timm_swin_block is not None and isinstance(m, timm_swin_block):
@@ -240,8 +251,9 @@ class AttentionRecorder:
                 self._install_torch_mha(name, m)
             elif clip_attn is not None and isinstance(m, clip_attn):
                 if m.logit_scale is None and m.use_fsdpa:
-                    self._recompute(name, m, lambda mod, a, kw: recompute.open_clip_attention_maps(
-                        mod, a[0], _arg(a, kw, 1, 'attn_mask')))
+                    self._recompute(
+                        name, m, lambda mod, a, kw: recompute.open_clip_attention_maps(
+                            mod, a[0], _arg(a, kw, 1, 'attn_mask')))
                 else:
                     self._observe_input(name, m.attn_drop)
             elif self._is_flaggable(m):
@@ -288,19 +300,24 @@ class AttentionRecorder:
 
         def pre(_, args):
             state['hw'] = (int(args[0].shape[1]), int(args[0].shape[2]))  # [B, H, W, C]
+
         self._handles.append(block.register_forward_pre_hook(pre))
 
         if attn.fused_attn and explicit:
             self._set(attn, 'fused_attn', False)
         if attn.fused_attn:
+
             def recompute_hook(mod, args, kwargs):
                 with torch.no_grad():
                     maps = recompute.timm_window_maps(mod, args[0], _arg(args, kwargs, 1, 'mask'))
                 self._emit(name, maps, 'window', window, state.get('hw'))
+
             self._handles.append(attn.register_forward_pre_hook(recompute_hook, with_kwargs=True))
         else:
+
             def post(_, args, output):
                 self._emit(name, output, 'window', window, state.get('hw'))
+
             self._handles.append(attn.softmax.register_forward_hook(post))
 
     def _install_torch_mha(self, name, m):
@@ -316,6 +333,7 @@ class AttentionRecorder:
                 return None  # cross-attention (e.g. attentional pooling): not a token map
             # key_padding_mask is not applied: vision towers do not pad tokens
             return recompute.torch_mha_maps(mod, query, _arg(args, kwargs, 5, 'attn_mask'))
+
         self._recompute(name, m, fn)
 
     def _remove(self):
@@ -331,7 +349,8 @@ class AttentionRecorder:
         self._active = False
 
 
-def resolve_geometry(record: AttentionRecord, image_hw: Optional[Sequence[int]] = None,
+def resolve_geometry(record: AttentionRecord,
+                     image_hw: Optional[Sequence[int]] = None,
                      patch_size: Optional[Sequence[int]] = None) -> TokenGeometry:
     """Grid, pixels per token and prefix count of a recorded map.
 
@@ -364,11 +383,10 @@ def resolve_geometry(record: AttentionRecord, image_hw: Optional[Sequence[int]] 
         n = N - prefix
         if n <= 0:
             break
-        candidates = [(abs(math.log((H / h) / (W / (n // h)))), h, n // h)
-                      for h in range(1, n + 1) if n % h == 0]
+        candidates = [(abs(math.log((H / h) / (W / (n // h)))), h, n // h) for h in range(1, n + 1)
+                      if n % h == 0]
         err, h, w = min(candidates)
         if err <= math.log(1.2):  # square tokens, up to rounding of odd input sizes
             return TokenGeometry((h, w), (H / h, W / w), prefix)
-    raise ConfigError(
-        f'{record.name}: cannot place {N} tokens on a grid for a {H}x{W} input; '
-        f'pass patch_size explicitly.')
+    raise ConfigError(f'{record.name}: cannot place {N} tokens on a grid for a {H}x{W} input; '
+                      f'pass patch_size explicitly.')

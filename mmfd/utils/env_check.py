@@ -9,7 +9,8 @@ package (mmdet, open_clip, ...) cannot break ``import mmfd`` for FD-only users.
 import importlib.util
 import sys
 import warnings
-from importlib.metadata import PackageNotFoundError, version as dist_version
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as dist_version
 
 # (distribution, import name, required version prefix or None, needed for)
 SUPPORTED_TORCH = ('2.5', '2.6', '2.7', '2.8', '2.9')
@@ -44,12 +45,10 @@ def collect_problems():
     if torch_version is None:
         errors.append(f'PyTorch is not installed. {FIX}')
     elif not torch_version.startswith(SUPPORTED_TORCH):
-        errors.append(
-            f'torch {torch_version} is not supported: mmcv 2.1.0 (needed by mmdet/mmseg) '
-            f'compiles only against torch <= 2.9 (C++17 headers). Use torch 2.9.1. {FIX}')
+        errors.append(f'torch {torch_version} is not supported: mmcv 2.1.0 (needed by mmdet/mmseg) '
+                      f'compiles only against torch <= 2.9 (C++17 headers). Use torch 2.9.1. {FIX}')
 
-    for dist, name, prefix in (('mmengine', 'mmengine', '0.10.'),
-                               ('mmcv', 'mmcv', '2.1.'),
+    for dist, name, prefix in (('mmengine', 'mmengine', '0.10.'), ('mmcv', 'mmcv', '2.1.'),
                                ('mmpretrain', 'mmpretrain', '1.2.')):
         version = _version(dist)
         if version is None:
@@ -58,11 +57,10 @@ def collect_problems():
             errors.append(f'{dist} {version} is installed, mmfd is pinned to {prefix}x. {FIX}')
 
     if _version('mmcv') is not None and importlib.util.find_spec('mmcv._ext') is None:
-        warns.append(
-            'mmcv was built WITHOUT its compiled ops (mmcv._ext is missing, e.g. '
-            'mmcv-lite): FD pre-training works, but `import mmdet.models` and '
-            '`import mmseg.models` fail. Rebuild with `MMCV_WITH_OPS=1 pip install '
-            '--no-build-isolation mmcv==2.1.0` or run `make env`.')
+        warns.append('mmcv was built WITHOUT its compiled ops (mmcv._ext is missing, e.g. '
+                     'mmcv-lite): FD pre-training works, but `import mmdet.models` and '
+                     '`import mmseg.models` fail. Rebuild with `MMCV_WITH_OPS=1 pip install '
+                     '--no-build-isolation mmcv==2.1.0` or run `make env`.')
 
     for dist, name, prefix, purpose in OPTIONAL:
         if importlib.util.find_spec(name) is None:
@@ -99,8 +97,8 @@ def main():
     import torch
     print(f'python {sys.version.split()[0]}, torch {torch.__version__} '
           f'(CUDA available: {torch.cuda.is_available()})')
-    for dist in ('mmengine', 'mmcv', 'mmpretrain', 'mmdet', 'mmsegmentation',
-                 'open_clip_torch', 'timm', 'tensorboard'):
+    for dist in ('mmengine', 'mmcv', 'mmpretrain', 'mmdet', 'mmsegmentation', 'open_clip_torch',
+                 'timm', 'tensorboard'):
         print(f'  {dist:<15} {_version(dist) or "MISSING"}')
     print(f'  mmcv ops    {"yes" if importlib.util.find_spec("mmcv._ext") else "NO"}')
     for message in errors:

@@ -81,15 +81,16 @@ def world_size_from_env(launcher: str = 'none') -> int:
 def check_dataset(dataset, where: str, problems: _Problems) -> None:
     if not isinstance(dataset, dict):
         return
-    for key in ('dataset',):
+    for key in ('dataset', ):
         if isinstance(dataset.get(key), dict):
             check_dataset(dataset[key], f'{where}.{key}', problems)
     for i, sub in enumerate(dataset.get('datasets', None) or []):
         check_dataset(sub, f'{where}.datasets[{i}]', problems)
     root = dataset.get('data_root', None)
     if root and not _is_remote(root) and not osp.isdir(root):
-        problems.add(ConfigError, f'{where}.data_root={root!r} does not exist '
-                     f'(working directory: {os.getcwd()}).')
+        problems.add(
+            ConfigError, f'{where}.data_root={root!r} does not exist '
+            f'(working directory: {os.getcwd()}).')
         return
     base = root or ''
     ann = dataset.get('ann_file', None)
@@ -126,8 +127,9 @@ def check_checkpoints(cfg, problems: _Problems) -> None:
             continue
         hint = ('mmfd never downloads weights: download the file and pass its local '
                 'path' if 'teacher' in where else 'set it to an existing local file')
-        problems.add(CheckpointError, f'{where}={path!r}: file not found. {hint} '
-                     f'(working directory: {os.getcwd()}).')
+        problems.add(
+            CheckpointError, f'{where}={path!r}: file not found. {hint} '
+            f'(working directory: {os.getcwd()}).')
     load_from = _get(cfg, 'load_from')
     if load_from and not _is_remote(load_from) and not osp.isfile(load_from):
         what = 'resume' if _get(cfg, 'resume') else 'load_from'
@@ -161,11 +163,14 @@ def check_teacher(cfg, problems: _Problems) -> None:
         return
     known = teacher_types()
     by_lower = {k.lower(): k for k in known}  # 'ClipTeacher' -> 'CLIPTeacher'
-    close = [by_lower[c] for c in
-             difflib.get_close_matches(name.lower(), list(by_lower), n=3, cutoff=0.4)]
+    close = [
+        by_lower[c]
+        for c in difflib.get_close_matches(name.lower(), list(by_lower), n=3, cutoff=0.4)
+    ]
     hint = f' Did you mean {", ".join(repr(c) for c in close)}?' if close else ''
-    problems.add(ConfigError, f'model.teacher.type={name!r} is not a registered teacher.'
-                 f'{hint} Known teachers: {", ".join(known)}.')
+    problems.add(
+        ConfigError, f'model.teacher.type={name!r} is not a registered teacher.'
+        f'{hint} Known teachers: {", ".join(known)}.')
 
 
 def check_batch(cfg, world_size: int, problems: _Problems) -> None:
@@ -181,30 +186,36 @@ def check_batch(cfg, world_size: int, problems: _Problems) -> None:
         denominator = world_size * accumulate
         if total <= 0 or total % denominator:
             nearest = max(1, total // denominator) * denominator
-            problems.add(ConfigError, (
-                f'total_batch_size={total} cannot be split over {world_size} process(es) x '
-                f'{accumulate} accumulation step(s) (= {denominator}): choose a total '
-                f'divisible by {denominator} (e.g. {nearest}) or another number of '
-                'processes.'))
+            problems.add(
+                ConfigError,
+                (f'total_batch_size={total} cannot be split over {world_size} process(es) x '
+                 f'{accumulate} accumulation step(s) (= {denominator}): choose a total '
+                 f'divisible by {denominator} (e.g. {nearest}) or another number of '
+                 'processes.'))
             return
         derived = total // denominator
         if per_rank is not None and per_rank != derived:
-            print_log(f'train_dataloader.batch_size: {per_rank} -> {derived} per process '
-                      f'(total_batch_size {total} = {derived} x {world_size} process(es) x '
-                      f'{accumulate} accumulation step(s)).', logger='current')
+            print_log(
+                f'train_dataloader.batch_size: {per_rank} -> {derived} per process '
+                f'(total_batch_size {total} = {derived} x {world_size} process(es) x '
+                f'{accumulate} accumulation step(s)).',
+                logger='current')
         loader['batch_size'] = per_rank = derived
     if per_rank is None or int(per_rank) < 1:
-        problems.add(ConfigError, f'train_dataloader.batch_size={per_rank!r}: must be a '
-                     'positive number of samples per process.')
+        problems.add(
+            ConfigError, f'train_dataloader.batch_size={per_rank!r}: must be a '
+            'positive number of samples per process.')
         return
     effective = int(per_rank) * world_size * accumulate
     scale = _get(cfg, 'auto_scale_lr') or {}
     base = scale.get('base_batch_size') if isinstance(scale, dict) else None
     if base and not scale.get('enable', False) and effective != base:
-        print_log(f'Effective batch {effective} (= {per_rank} x {world_size} x '
-                  f'{accumulate}) differs from auto_scale_lr.base_batch_size={base} and '
-                  'auto_scale_lr is off: the lr is used as written.',
-                  logger='current', level=logging.WARNING)
+        print_log(
+            f'Effective batch {effective} (= {per_rank} x {world_size} x '
+            f'{accumulate}) differs from auto_scale_lr.base_batch_size={base} and '
+            'auto_scale_lr is off: the lr is used as written.',
+            logger='current',
+            level=logging.WARNING)
 
 
 def check_work_dir(cfg, problems: _Problems) -> None:

@@ -9,30 +9,44 @@ _base_ = [
 input_size = 64
 model = dict(
     input_size=input_size,
-    backbone=dict(arch=dict(_delete_=True, embed_dims=32, num_layers=2, num_heads=2,
-                            feedforward_channels=64),
-                  img_size=input_size, drop_path_rate=0.1),
-    teacher=dict(type='ViTTeacher', img_size=32, checkpoint='SET_BY_TEST',
-                 arch=dict(patch_size=8, embed_dim=48, depth=2, num_heads=2)))
+    backbone=dict(
+        arch=dict(_delete_=True, embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64),
+        img_size=input_size,
+        drop_path_rate=0.1),
+    teacher=dict(
+        type='ViTTeacher',
+        img_size=32,
+        checkpoint='SET_BY_TEST',
+        arch=dict(patch_size=8, embed_dim=48, depth=2, num_heads=2)))
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='RandomResizedCrop', scale=input_size, crop_ratio_range=(0.08, 1.0),
-         interpolation='bilinear', backend='pillow'),
+    dict(
+        type='RandomResizedCrop',
+        scale=input_size,
+        crop_ratio_range=(0.08, 1.0),
+        interpolation='bilinear',
+        backend='pillow'),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackInputs'),
 ]
 train_dataloader = dict(
-    batch_size=4, num_workers=0, persistent_workers=False, pin_memory=False,
-    dataset=dict(_delete_=True, type='CustomDataset', data_root='SET_BY_TEST',
-                 with_label=False, pipeline=train_pipeline))
+    batch_size=4,
+    num_workers=0,
+    persistent_workers=False,
+    pin_memory=False,
+    dataset=dict(
+        _delete_=True,
+        type='CustomDataset',
+        data_root='SET_BY_TEST',
+        with_label=False,
+        pipeline=train_pipeline))
 
 optim_wrapper = dict(type='FDOptimWrapper', amp='off', optimizer=dict(lr=2e-3))
 param_scheduler = []
 auto_scale_lr = dict(enable=False)
 train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=30)
-default_hooks = dict(logger=dict(interval=1),
-                     checkpoint=dict(interval=10, by_epoch=False))
+default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=10, by_epoch=False))
 vis_backends = [dict(type='LocalVisBackend')]
 visualizer = dict(vis_backends=vis_backends)
 log_processor = dict(by_epoch=False)

@@ -7,6 +7,5 @@ train_pipeline = [
     dict(type='Resize', scale=(64, 64)),
     dict(type='PackInputs'),
 ]
-train_dataloader = dict(sampler=dict(shuffle=False),
-                        dataset=dict(pipeline=train_pipeline))
+train_dataloader = dict(sampler=dict(shuffle=False), dataset=dict(pipeline=train_pipeline))
 train_cfg = dict(max_iters=4)

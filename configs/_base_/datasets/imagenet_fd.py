@@ -13,9 +13,13 @@ data_preprocessor = dict(
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='RandomResizedCrop', scale=input_size, crop_ratio_range=(0.08, 1.0),
-         aspect_ratio_range=(3. / 4., 4. / 3.), interpolation='bilinear',
-         backend='pillow'),
+    dict(
+        type='RandomResizedCrop',
+        scale=input_size,
+        crop_ratio_range=(0.08, 1.0),
+        aspect_ratio_range=(3. / 4., 4. / 3.),
+        interpolation='bilinear',
+        backend='pillow'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
 ]

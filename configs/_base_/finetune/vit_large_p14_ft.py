@@ -1,6 +1,9 @@
 # ImageClassifier on a distilled ViT-L/14 (16x16 patches + CLS at 224).
 _base_ = ['./vit_base_p16_ft.py']
 model = dict(
-    backbone=dict(arch='large', patch_size=14, drop_path_rate=0.4,
-                  init_cfg=dict(checkpoint='checkpoints/fd_vitl14_mmpretrain.pth')),
+    backbone=dict(
+        arch='large',
+        patch_size=14,
+        drop_path_rate=0.4,
+        init_cfg=dict(checkpoint='checkpoints/fd_vitl14_mmpretrain.pth')),
     head=dict(in_channels=1024))

@@ -7,9 +7,13 @@ model = dict(
     type='FeatureDistiller',
     input_size=224,
     align='resize_input',
-    include_cls=False,      # Swin has no CLS token
-    backbone=dict(type='FDSwinTransformerV2', arch='base', img_size=224,
-                  window_size=[14, 14, 14, 7], drop_path_rate=0.3,
-                  out_indices=(3, )),
+    include_cls=False,  # Swin has no CLS token
+    backbone=dict(
+        type='FDSwinTransformerV2',
+        arch='base',
+        img_size=224,
+        window_size=[14, 14, 14, 7],
+        drop_path_rate=0.3,
+        out_indices=(3, )),
     head=dict(type='FDHead', beta=2.0),
 )

@@ -4,9 +4,8 @@
 model = dict(
     type='FeatureDistiller',
     input_size=224,
-    align='resize_input',   # teacher sees student_grid x teacher_patch pixels
+    align='resize_input',  # teacher sees student_grid x teacher_patch pixels
     include_cls=True,
-    backbone=dict(type='FDViT', arch='base', img_size=224, patch_size=16,
-                  drop_path_rate=0.1),
+    backbone=dict(type='FDViT', arch='base', img_size=224, patch_size=16, drop_path_rate=0.1),
     head=dict(type='FDHead', beta=2.0),  # widths are inferred from student/teacher
 )

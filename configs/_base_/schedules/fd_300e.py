@@ -4,9 +4,9 @@
 # 3e-4, warm-up from 5e-7, minimum 5e-6 per 512, i.e. 1.2e-3 / 2e-6 / 2e-5 at the
 # release's total batch of 2048. The warm-up start and the minimum are written as
 # ratios of the base lr, so they follow auto_scale_lr exactly like the base lr.
-base_lr = 3e-4          # per 512 images
-warmup_from = 5e-7      # per 512 images
-min_lr = 5e-6           # per 512 images
+base_lr = 3e-4  # per 512 images
+warmup_from = 5e-7  # per 512 images
+min_lr = 5e-6  # per 512 images
 max_epochs = 300
 warmup_epochs = 10
 
@@ -19,8 +19,7 @@ optim_wrapper = dict(
     type='FDOptimWrapper',
     amp='auto',
     max_consecutive_nonfinite=10,
-    optimizer=dict(type='AdamW', lr=base_lr, betas=(0.9, 0.999), eps=1e-8,
-                   weight_decay=0.05),
+    optimizer=dict(type='AdamW', lr=base_lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.05),
     clip_grad=dict(max_norm=3.0),
     # No decay on 1-D parameters (norms, layer scale, q/v biases), biases,
     # cls_token, pos_embed. The 2-D shared relative position table IS decayed.
@@ -34,11 +33,21 @@ optim_wrapper = dict(
         }))
 
 param_scheduler = [
-    dict(type='LinearLR', start_factor=warmup_from / base_lr, by_epoch=True,
-         begin=0, end=warmup_epochs, convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', T_max=max_epochs - warmup_epochs,
-         eta_min_ratio=min_lr / base_lr, by_epoch=True, begin=warmup_epochs,
-         end=max_epochs, convert_to_iter_based=True),
+    dict(
+        type='LinearLR',
+        start_factor=warmup_from / base_lr,
+        by_epoch=True,
+        begin=0,
+        end=warmup_epochs,
+        convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        T_max=max_epochs - warmup_epochs,
+        eta_min_ratio=min_lr / base_lr,
+        by_epoch=True,
+        begin=warmup_epochs,
+        end=max_epochs,
+        convert_to_iter_based=True),
 ]
 
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)

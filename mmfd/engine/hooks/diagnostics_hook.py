@@ -33,11 +33,10 @@ from typing import Optional, Sequence
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
-from mmfd.registry import HOOKS
 
-from mmfd.diagnostics import analysis
-from mmfd.diagnostics import plots
+from mmfd.diagnostics import analysis, plots
 from mmfd.diagnostics.loading import default_img_size
+from mmfd.registry import HOOKS
 from mmfd.utils.errors import ConfigError
 
 METRICS = ('distance', 'diversity', 'maps', 'landscape')
@@ -128,8 +127,8 @@ class DiagnosticsHook(Hook):
         self.teacher_once = teacher_once
         self.out_dir, self.save_figures, self.log_figures = out_dir, save_figures, log_figures
         self.max_layers, self.max_heads, self.strategy = max_layers, max_heads, strategy
-        self._raw = None          # fixed images, raw RGB 0-255 (CPU)
-        self._batches = None      # fixed preprocessed batches for the loss
+        self._raw = None  # fixed images, raw RGB 0-255 (CPU)
+        self._batches = None  # fixed preprocessed batches for the loss
         self._teacher_cache = None
 
     # ------------------------------------------------------------------ triggers
@@ -161,8 +160,7 @@ class DiagnosticsHook(Hook):
             size = self.img_size or default_img_size(model)
             self._raw = analysis.load_image_folder(self.image_dir, self.num_images, size)
             device = next(model.parameters()).device
-            self._batches = analysis.batches_from_images(model, self._raw, self.batch_size,
-                                                         device)
+            self._batches = analysis.batches_from_images(model, self._raw, self.batch_size, device)
             return
         loader = None
         for name in ('val_dataloader', 'train_dataloader'):
@@ -193,8 +191,8 @@ class DiagnosticsHook(Hook):
         self._publish(runner, tag, step, report, figures)
 
     def _measure(self, model):
-        report = dict(num_images=int(self._raw.shape[0]),
-                      image_size=list(self._raw.shape[-2:]), targets={})
+        report = dict(
+            num_images=int(self._raw.shape[0]), image_size=list(self._raw.shape[-2:]), targets={})
         attention_metrics = {'distance', 'diversity', 'maps'} & set(self.metrics)
         maps = {}
         if attention_metrics:
@@ -203,12 +201,18 @@ class DiagnosticsHook(Hook):
                     report['targets']['teacher'], maps['teacher'] = self._teacher_cache
                     continue
                 stats = analysis.attention_statistics(
-                    target, self._raw, self.batch_size, renormalize=self.renormalize,
-                    with_kl=self.with_kl, keep_maps='maps' in self.metrics,
+                    target,
+                    self._raw,
+                    self.batch_size,
+                    renormalize=self.renormalize,
+                    with_kl=self.with_kl,
+                    keep_maps='maps' in self.metrics,
                     strategy=self.strategy)
                 entry = analysis.attention_report(stats)
-                layer_maps = (stats.averaged_maps(), {layer['name']: layer['num_prefix_tokens']
-                                                      for layer in entry['layers']})
+                layer_maps = (stats.averaged_maps(), {
+                    layer['name']: layer['num_prefix_tokens']
+                    for layer in entry['layers']
+                })
                 report['targets'][target.label] = entry
                 maps[target.label] = layer_maps
                 if target.label == 'teacher':
@@ -223,15 +227,23 @@ class DiagnosticsHook(Hook):
         figures = {}
         targets = report['targets']
         if 'distance' in self.metrics and targets:
-            figures['attention_distance'] = plots.plot_attention_distance(
-                {label: t['distance_per_head'] for label, t in targets.items()})
+            figures['attention_distance'] = plots.plot_attention_distance({
+                label:
+                t['distance_per_head']
+                for label, t in targets.items()
+            })
         if 'diversity' in self.metrics and targets:
-            figures['head_diversity'] = plots.plot_head_diversity(
-                {label: t['head_similarity'] for label, t in targets.items()})
+            figures['head_diversity'] = plots.plot_head_diversity({
+                label: t['head_similarity']
+                for label, t in targets.items()
+            })
         if 'maps' in self.metrics:
             for label, (layer_maps, prefix) in maps.items():
                 figures[f'attention_maps_{label}'] = plots.plot_attention_maps(
-                    layer_maps, prefix, self.max_layers, self.max_heads,
+                    layer_maps,
+                    prefix,
+                    self.max_layers,
+                    self.max_heads,
                     title=f'Averaged attention maps ({label})')
         if 'landscape' in report:
             res = report['landscape']
@@ -270,8 +282,8 @@ class DiagnosticsHook(Hook):
             if self.save_figures:
                 plots.save_figure(fig, folder / f'{name}.png')
             if self.log_figures:
-                runner.visualizer.add_image(f'diagnostics/{name}', plots.figure_to_rgb(fig),
-                                            step=step)
+                runner.visualizer.add_image(
+                    f'diagnostics/{name}', plots.figure_to_rgb(fig), step=step)
         summary = ', '.join(f'{k.split("/", 1)[1]}={v:.4g}' for k, v in scalars.items()
                             if 'layer_' not in k)
         runner.logger.info(f'DiagnosticsHook [{tag}] {summary} -> {folder}')

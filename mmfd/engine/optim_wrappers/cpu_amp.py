@@ -9,6 +9,7 @@ from contextlib import contextmanager
 
 import torch
 from mmengine.optim import OptimWrapper
+
 from mmfd.registry import OPTIM_WRAPPERS
 
 
@@ -25,4 +26,3 @@ class CPUAutocastOptimWrapper(OptimWrapper):
     def optim_context(self, model):
         with super().optim_context(model), torch.autocast('cpu', dtype=torch.bfloat16):
             yield
-

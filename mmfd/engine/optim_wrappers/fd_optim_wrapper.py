@@ -62,17 +62,18 @@ def resolve_amp(amp, cuda: Optional[bool] = None) -> str:
         if amp == 'auto' and not cpu_has_native_bf16():
             return 'off'
         if amp == 'fp16':
-            print_log('optim_wrapper.amp=fp16 needs CUDA; this machine has none, so '
-                      'mixed precision runs as bf16 autocast on the CPU.',
-                      logger='current', level=logging.WARNING)
+            print_log(
+                'optim_wrapper.amp=fp16 needs CUDA; this machine has none, so '
+                'mixed precision runs as bf16 autocast on the CPU.',
+                logger='current',
+                level=logging.WARNING)
         return 'bf16'
     return 'fp16' if amp == 'auto' else amp
 
 
 def wrapper_class(mode: str, cuda: bool, guarded: bool):
     """The implementation class for a resolved AMP mode."""
-    from mmfd.engine.reliability.nonfinite import (SafeAmpOptimWrapper,
-                                                   SafeCPUAutocastOptimWrapper,
+    from mmfd.engine.reliability.nonfinite import (SafeAmpOptimWrapper, SafeCPUAutocastOptimWrapper,
                                                    SafeOptimWrapper)
     if mode == 'off':
         return SafeOptimWrapper if guarded else OptimWrapper
@@ -103,9 +104,14 @@ def build_fd_optim_wrapper(optimizer,
 
 
 # mmengine's own types, as configs of other toolboxes (and --cfg-options) name them.
-_FOREIGN = {'OptimWrapper': 'off', 'AmpOptimWrapper': 'fp16',
-            'SafeOptimWrapper': 'off', 'SafeAmpOptimWrapper': 'fp16',
-            'CPUAutocastOptimWrapper': 'bf16', 'SafeCPUAutocastOptimWrapper': 'bf16'}
+_FOREIGN = {
+    'OptimWrapper': 'off',
+    'AmpOptimWrapper': 'fp16',
+    'SafeOptimWrapper': 'off',
+    'SafeAmpOptimWrapper': 'fp16',
+    'CPUAutocastOptimWrapper': 'bf16',
+    'SafeCPUAutocastOptimWrapper': 'bf16'
+}
 
 
 def as_fd_optim_wrapper(optim_cfg):

@@ -20,16 +20,15 @@ scope (mmpretrain, mmdet, mmseg) find ``constructor='LayerDecayOptimWrapperConst
 """
 from typing import Callable, Tuple
 
-from mmfd.registry import OPTIM_WRAPPER_CONSTRUCTORS
 from mmpretrain.engine.optimizers import LearningRateDecayOptimWrapperConstructor
 from mmpretrain.models.backbones import SwinTransformerV2
 from torch import nn
 
+from mmfd.registry import OPTIM_WRAPPER_CONSTRUCTORS
 from mmfd.utils.errors import ConfigError
 
 
-def swin_v2_layer_depth(backbone: nn.Module, param_name: str,
-                        prefix: str = '') -> Tuple[int, int]:
+def swin_v2_layer_depth(backbone: nn.Module, param_name: str, prefix: str = '') -> Tuple[int, int]:
     """Depth of a SwinTransformerV2 parameter, the SimMIM/FD-release rule.
 
     The release's Swin puts patch merging at the *end* of a stage
@@ -66,8 +65,8 @@ def get_layer_depth_fn(model: nn.Module) -> Callable[[str], Tuple[int, int]]:
         method = getattr(backbone, 'get_layer_depth', None)
         if method is not None:
             return lambda name: method(name, 'backbone.')
-        fallback = next((fn for cls, fn in LAYER_DEPTH_FALLBACKS.items()
-                         if isinstance(backbone, cls)), None)
+        fallback = next(
+            (fn for cls, fn in LAYER_DEPTH_FALLBACKS.items() if isinstance(backbone, cls)), None)
         if fallback is not None:
             return lambda name: fallback(backbone, name, 'backbone.')
         raise ConfigError(
@@ -97,5 +96,4 @@ class LayerDecayOptimWrapperConstructor(LearningRateDecayOptimWrapperConstructor
     def add_params(self, params, module, prefix='', get_layer_depth=None, **kwargs):
         if get_layer_depth is None and prefix == '':
             get_layer_depth = get_layer_depth_fn(module)
-        super().add_params(params, module, prefix=prefix,
-                           get_layer_depth=get_layer_depth, **kwargs)
+        super().add_params(params, module, prefix=prefix, get_layer_depth=get_layer_depth, **kwargs)

@@ -17,6 +17,6 @@ from .rng import get_rng_state, sample_seed, seeded, set_rng_state
 __all__ = [
     'AtomicCheckpointHook', 'AtomicLocalBackend', 'atomic_write', 'verify_checkpoint',
     'find_resumable_checkpoint', 'SafeOptimWrapper', 'SafeAmpOptimWrapper',
-    'SafeCPUAutocastOptimWrapper',
-    'NonFiniteError', 'get_rng_state', 'set_rng_state', 'sample_seed', 'seeded'
+    'SafeCPUAutocastOptimWrapper', 'NonFiniteError', 'get_rng_state', 'set_rng_state',
+    'sample_seed', 'seeded'
 ]

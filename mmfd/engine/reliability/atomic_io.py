@@ -144,7 +144,8 @@ def _step_pattern(filename_tmpl: str):
     return re.compile(re.escape(head) + r'(\d+)' + re.escape(tail) + r'$')
 
 
-def checkpoint_candidates(directory: str, filename_tmpl: str,
+def checkpoint_candidates(directory: str,
+                          filename_tmpl: str,
                           last_checkpoint: Optional[str] = None) -> List[str]:
     """Checkpoints of ``directory`` named like ``filename_tmpl``, newest first.
 

@@ -34,19 +34,18 @@ import os.path as osp
 from collections import deque
 
 from mmengine.dataset import InfiniteSampler
-from mmengine.dist import (all_gather_object, broadcast_object_list, get_dist_info,
-                           is_main_process)
+from mmengine.dist import all_gather_object, broadcast_object_list, get_dist_info, is_main_process
 from mmengine.fileio.backends.registry_utils import backends
 from mmengine.hooks import CheckpointHook
-from mmfd.registry import HOOKS
 from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
 
+from mmfd.registry import HOOKS
 from mmfd.utils.errors import CheckpointError
-from .atomic_io import (ATOMIC_BACKEND, AtomicLocalBackend, atomic_write,
-                        checkpoint_candidates, find_resumable_checkpoint,
-                        read_last_checkpoint, remove_stale_temp_files, verify_checkpoint)
-from .data_position import (ResumedEpochLoader, ResumedInfiniteIterator,
-                            install_position_sampler, warn)
+from .atomic_io import (ATOMIC_BACKEND, AtomicLocalBackend, atomic_write, checkpoint_candidates,
+                        find_resumable_checkpoint, read_last_checkpoint, remove_stale_temp_files,
+                        verify_checkpoint)
+from .data_position import (ResumedEpochLoader, ResumedInfiniteIterator, install_position_sampler,
+                            warn)
 from .rng import get_rng_state, set_rng_state
 
 RNG_KEY = 'rng_states'
@@ -67,9 +66,9 @@ class AtomicCheckpointHook(CheckpointHook):
         super().__init__(*args, **kwargs)
         self.exact_resume = exact_resume
         backend = backends.get((self.backend_args or {}).get('backend', ATOMIC_BACKEND))
-        self.atomic = (self.file_client_args is None and _is_local(self.out_dir)
-                       and isinstance(backend, type)
-                       and issubclass(backend, AtomicLocalBackend))
+        self.atomic = (
+            self.file_client_args is None and _is_local(self.out_dir) and isinstance(backend, type)
+            and issubclass(backend, AtomicLocalBackend))
         if self.atomic and self.backend_args is None:
             self.backend_args = dict(backend=ATOMIC_BACKEND)
         self._pending_rng = None
@@ -106,10 +105,12 @@ class AtomicCheckpointHook(CheckpointHook):
             problem = verify_checkpoint(runner._load_from)
             if problem is None:
                 return [runner._load_from, None]
-            return [None, f'Cannot resume from {runner._load_from}: {problem}. '
-                          f'{self._alternatives(runner)}']
-        candidates = checkpoint_candidates(self._checkpoint_dir(runner), self.filename_tmpl,
-                                           read_last_checkpoint(runner.work_dir))
+            return [
+                None, f'Cannot resume from {runner._load_from}: {problem}. '
+                f'{self._alternatives(runner)}'
+            ]
+        candidates = checkpoint_candidates(
+            self._checkpoint_dir(runner), self.filename_tmpl, read_last_checkpoint(runner.work_dir))
         path, skipped = find_resumable_checkpoint(candidates)
         for bad, why in skipped:
             warn(f'Auto-resume: skipping {bad}: {why}')
@@ -124,8 +125,7 @@ class AtomicCheckpointHook(CheckpointHook):
 
     def _alternatives(self, runner) -> str:
         directory = self._checkpoint_dir(runner)
-        path, _ = find_resumable_checkpoint(
-            checkpoint_candidates(directory, self.filename_tmpl))
+        path, _ = find_resumable_checkpoint(checkpoint_candidates(directory, self.filename_tmpl))
         if path:
             return (f'The newest complete checkpoint is {path} (--resume with no path '
                     'picks it).')
@@ -146,8 +146,7 @@ class AtomicCheckpointHook(CheckpointHook):
 
     def _save_checkpoint_with_step(self, runner, step, meta):
         to_remove = []
-        if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids
-                                            and self.keep_ckpt_ids[-1] == step):
+        if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids and self.keep_ckpt_ids[-1] == step):
             self.keep_ckpt_ids.append(step)
             while len(self.keep_ckpt_ids) > self.max_keep_ckpts:
                 to_remove.append(self.keep_ckpt_ids.popleft())
@@ -158,14 +157,18 @@ class AtomicCheckpointHook(CheckpointHook):
         runner.message_hub.update_info('last_ckpt', self.last_ckpt)
         if self.exact_resume:  # a collective: every rank is here, only rank 0 saves
             state = get_rng_state()
-            self._pending_rng = (all_gather_object(state)
-                                 if get_dist_info()[1] > 1 else [state])
+            self._pending_rng = (all_gather_object(state) if get_dist_info()[1] > 1 else [state])
 
         runner.save_checkpoint(
-            self.out_dir, ckpt_filename, self.file_client_args,
+            self.out_dir,
+            ckpt_filename,
+            self.file_client_args,
             save_optimizer=self.save_optimizer,
-            save_param_scheduler=self.save_param_scheduler, meta=meta,
-            by_epoch=self.by_epoch, backend_args=self.backend_args, **self.args)
+            save_param_scheduler=self.save_param_scheduler,
+            meta=meta,
+            by_epoch=self.by_epoch,
+            backend_args=self.backend_args,
+            **self.args)
         self._pending_rng = None
         if not runner.message_hub.get_info('nonfinite_consecutive', 0):
             runner.message_hub.update_info(LAST_GOOD_KEY, self.last_ckpt)
@@ -199,9 +202,11 @@ class AtomicCheckpointHook(CheckpointHook):
     # ------------------------------------------------------------------ exact resume
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         meta = checkpoint.get('meta', {})
-        self._resume_state = dict(rng=checkpoint.get(RNG_KEY), iter=meta.get('iter'),
-                                  epoch=meta.get('epoch'),
-                                  sampler_seed=checkpoint.get(SAMPLER_SEED_KEY))
+        self._resume_state = dict(
+            rng=checkpoint.get(RNG_KEY),
+            iter=meta.get('iter'),
+            epoch=meta.get('epoch'),
+            sampler_seed=checkpoint.get(SAMPLER_SEED_KEY))
 
     def _restore_rng_fn(self, runner):
         states = (self._resume_state or {}).get('rng')
@@ -221,8 +226,9 @@ class AtomicCheckpointHook(CheckpointHook):
         loader = getattr(loop, 'dataloader', None)
         rank, _ = get_dist_info()
         proxy = install_position_sampler(loader, runner.seed, rank) if loader else None
-        resumed = (self._resume_state is not None and runner.iter > 0
-                   and runner.iter == self._resume_state.get('iter'))
+        resumed = (
+            self._resume_state is not None and runner.iter > 0
+            and runner.iter == self._resume_state.get('iter'))
         if proxy is None:
             if resumed:
                 warn('Exact resume needs a DataLoader with a plain BatchSampler; the data '
@@ -238,9 +244,9 @@ class AtomicCheckpointHook(CheckpointHook):
                  'per-sample seeds.')
         if isinstance(loop, IterBasedTrainLoop):
             if resumed:
-                loop.dataloader_iterator = ResumedInfiniteIterator(
-                    loop.dataloader_iterator, proxy, runner.iter,
-                    self._restore_rng_fn(runner))
+                loop.dataloader_iterator = ResumedInfiniteIterator(loop.dataloader_iterator, proxy,
+                                                                   runner.iter,
+                                                                   self._restore_rng_fn(runner))
             elif loader.num_workers > 0 and proxy.tag_seeds:
                 # Workers started (and prefetched untagged indices) when the loop was
                 # built, before the position sampler existed: restart them on top of it.

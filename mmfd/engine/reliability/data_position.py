@@ -73,8 +73,7 @@ class PositionSampler:
             on_start()
         for position, index in enumerate(indices, start=skip):
             if self.tag_seeds:
-                yield SeededIndex(index, sample_seed(self.base_seed, self.rank, epoch,
-                                                     position))
+                yield SeededIndex(index, sample_seed(self.base_seed, self.rank, epoch, position))
             else:
                 yield index
 
@@ -87,8 +86,8 @@ class PositionSampler:
         return getattr(self.sampler, name)
 
 
-def install_position_sampler(loader: DataLoader, base_seed: int, rank: int
-                             ) -> Optional[PositionSampler]:
+def install_position_sampler(loader: DataLoader, base_seed: int,
+                             rank: int) -> Optional[PositionSampler]:
     """Puts a PositionSampler between ``loader``'s BatchSampler and its sampler.
 
     Returns None (and changes nothing) for loaders without a plain BatchSampler
@@ -115,8 +114,7 @@ class ResumedInfiniteIterator:
     resume: the loop's ``start_iter`` skip calls return None without loading data;
     the first real call positions the sampler and restores the random states."""
 
-    def __init__(self, inner, proxy: PositionSampler, start_iter: int,
-                 restore: Callable[[], None]):
+    def __init__(self, inner, proxy: PositionSampler, start_iter: int, restore: Callable[[], None]):
         self._inner = inner  # mmengine's iterator: keeps _dataloader, _iterator, _epoch
         self._proxy = proxy
         self._pending_skips = start_iter
@@ -156,9 +154,10 @@ class ResumedInfiniteIterator:
             self._restore()
             self._proxy.skip_next_pass(0)
             self._inner._iterator = iter(loader)
-        print_log(f'Resumed data position: dataloader epoch {epoch}, batch {offset} '
-                  f'(sampler advanced by {offset * batch_size} indices, no data read).',
-                  logger='current')
+        print_log(
+            f'Resumed data position: dataloader epoch {epoch}, batch {offset} '
+            f'(sampler advanced by {offset * batch_size} indices, no data read).',
+            logger='current')
 
 
 class ResumedEpochLoader:
@@ -166,8 +165,7 @@ class ResumedEpochLoader:
     resume: its ``__iter__`` starts at batch ``offset`` and hands the loop back the
     real DataLoader for every later epoch."""
 
-    def __init__(self, loop, proxy: PositionSampler, offset: int,
-                 restore: Callable[[], None]):
+    def __init__(self, loop, proxy: PositionSampler, offset: int, restore: Callable[[], None]):
         self._loop = loop
         self._loader = loop.dataloader
         self._proxy = proxy
@@ -187,8 +185,10 @@ class ResumedEpochLoader:
             self._proxy.skip_next_pass(self._offset * batch_size, on_start=self._restore)
         else:
             self._restore()
-        print_log(f'Resumed data position: epoch {self._loop.epoch}, batch '
-                  f'{self._offset} (no data read to get there).', logger='current')
+        print_log(
+            f'Resumed data position: epoch {self._loop.epoch}, batch '
+            f'{self._offset} (no data read to get there).',
+            logger='current')
         return iter(loader)
 
     def __len__(self):

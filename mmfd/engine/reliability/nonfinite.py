@@ -26,9 +26,9 @@ import torch
 import torch.distributed as dist
 from mmengine.logging import print_log
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
-from mmfd.registry import OPTIM_WRAPPERS
 
 from mmfd.engine.optim_wrappers.cpu_amp import CPUAutocastOptimWrapper
+from mmfd.registry import OPTIM_WRAPPERS
 from mmfd.utils.errors import MMFDError
 
 CONSECUTIVE_KEY = 'nonfinite_consecutive'
@@ -57,8 +57,10 @@ class NonFiniteGuardMixin:
         super().update_params(loss, step_kwargs=step_kwargs, zero_kwargs=zero_kwargs)
 
     def _params_with_grad(self):
-        return [p for group in self.optimizer.param_groups for p in group['params']
-                if p.grad is not None]
+        return [
+            p for group in self.optimizer.param_groups for p in group['params']
+            if p.grad is not None
+        ]
 
     def _total_grad_norm(self) -> torch.Tensor:
         grads = [p.grad for p in self._params_with_grad()]
@@ -101,13 +103,15 @@ class NonFiniteGuardMixin:
         iteration = int(hub.get_info('iter', -1)) + 1  # 1-based, like the log lines
         what = (f'loss={float(self._loss_value.float().sum()):.4g}, '
                 f'grad_norm={float(self._norm_value):.4g}')
-        print_log(f'Non-finite update at iteration {iteration} ({what}): optimizer step '
-                  f'skipped ({self.consecutive_nonfinite} in a row, {skipped} in total).',
-                  logger='current', level=logging.WARNING)
+        print_log(
+            f'Non-finite update at iteration {iteration} ({what}): optimizer step '
+            f'skipped ({self.consecutive_nonfinite} in a row, {skipped} in total).',
+            logger='current',
+            level=logging.WARNING)
         if self.consecutive_nonfinite >= self.max_consecutive_nonfinite:
             good = hub.get_info('last_good_ckpt', None) or hub.get_info('last_ckpt', None)
-            where = (f'The last good checkpoint is {good}' if good else
-                     'No checkpoint was saved before the problem started')
+            where = (f'The last good checkpoint is {good}'
+                     if good else 'No checkpoint was saved before the problem started')
             raise NonFiniteError(
                 f'Training stopped at iteration {iteration}: {self.consecutive_nonfinite} '
                 f'consecutive steps had a non-finite loss or gradient ({what}; '
@@ -170,4 +174,3 @@ class SafeAmpOptimWrapper(NonFiniteGuardMixin, AmpOptimWrapper):
                 self._skip_step()
         finally:
             self._reset_step_state()
-

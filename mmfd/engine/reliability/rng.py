@@ -19,8 +19,12 @@ def get_rng_state(cuda: bool = True) -> dict:
     kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
     state = dict(
         python=random.getstate(),
-        numpy=dict(kind=kind, keys=torch.from_numpy(keys.astype(np.int64)), pos=int(pos),
-                   has_gauss=int(has_gauss), cached_gaussian=float(cached)),
+        numpy=dict(
+            kind=kind,
+            keys=torch.from_numpy(keys.astype(np.int64)),
+            pos=int(pos),
+            has_gauss=int(has_gauss),
+            cached_gaussian=float(cached)),
         torch=torch.get_rng_state(),
     )
     if cuda and torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -33,8 +37,7 @@ def set_rng_state(state: dict) -> None:
     random.setstate((version, tuple(internal), gauss))
     np_state = state['numpy']
     np.random.set_state((np_state['kind'], np_state['keys'].numpy().astype(np.uint32),
-                         np_state['pos'], np_state['has_gauss'],
-                         np_state['cached_gaussian']))
+                         np_state['pos'], np_state['has_gauss'], np_state['cached_gaussian']))
     torch.set_rng_state(state['torch'])
     if 'cuda' in state and torch.cuda.is_available():
         torch.cuda.set_rng_state(state['cuda'])

@@ -8,15 +8,15 @@ trained, never leaves eval mode, is ignored by DDP, and is left OUT of every sav
 state dict: on load it keeps the weights it was built with from its own checkpoint.
 A ViT-L FD checkpoint therefore holds the student and the head only.
 """
-from typing import List, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from mmengine.registry import DefaultScope
 from mmpretrain.models.backbones import SwinTransformer, SwinTransformerV2
 from mmpretrain.models.selfsup import BaseSelfSupervisor
-from mmfd.registry import MODELS
 
+from mmfd.registry import MODELS
 from mmfd.utils.errors import ConfigError
 
 TEACHER_PREFIX = 'teacher.'
@@ -64,15 +64,18 @@ class FeatureDistiller(BaseSelfSupervisor):
         # Parts are mmpretrain/mmfd types: build them in that scope even when the
         # caller's default scope is another toolbox's (scoped names still work).
         with DefaultScope.overwrite_default_scope('mmpretrain'):
-            super().__init__(backbone=backbone, head=None,
-                             data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-            self.teacher = (teacher if isinstance(teacher, torch.nn.Module)
-                            else MODELS.build(teacher))
-            self._finish_init(head, align, include_cls, input_size,
-                              target_after_final_norm, compile_student)
+            super().__init__(
+                backbone=backbone,
+                head=None,
+                data_preprocessor=data_preprocessor,
+                init_cfg=init_cfg)
+            self.teacher = (
+                teacher if isinstance(teacher, torch.nn.Module) else MODELS.build(teacher))
+            self._finish_init(head, align, include_cls, input_size, target_after_final_norm,
+                              compile_student)
 
-    def _finish_init(self, head, align, include_cls, input_size,
-                     target_after_final_norm, compile_student):
+    def _finish_init(self, head, align, include_cls, input_size, target_after_final_norm,
+                     compile_student):
         self.teacher.freeze()
         self.teacher.use_final_norm(target_after_final_norm)
         self.align = align
@@ -88,9 +91,8 @@ class FeatureDistiller(BaseSelfSupervisor):
         head.setdefault('in_channels', student_width)
         head.setdefault('out_channels', self.teacher.embed_dim)
         if head['in_channels'] != student_width:
-            raise ConfigError(
-                f'model.head.in_channels={head["in_channels"]} but the student '
-                f'{type(self.backbone).__name__} outputs {student_width} channels.')
+            raise ConfigError(f'model.head.in_channels={head["in_channels"]} but the student '
+                              f'{type(self.backbone).__name__} outputs {student_width} channels.')
         if head['out_channels'] != self.teacher.embed_dim:
             raise ConfigError(
                 f'model.head.out_channels={head["out_channels"]} but the teacher '
@@ -99,8 +101,7 @@ class FeatureDistiller(BaseSelfSupervisor):
 
         self._register_renormalisation()
         if compile_student:
-            self.backbone.compile(**(compile_student if isinstance(compile_student, dict)
-                                     else {}))
+            self.backbone.compile(**(compile_student if isinstance(compile_student, dict) else {}))
         self.register_state_dict_post_hook(_drop_teacher_state)
         self.register_load_state_dict_pre_hook(_keep_teacher_state)
         # DDP: the frozen teacher needs no initial broadcast and no gradient buckets.
@@ -122,9 +123,8 @@ class FeatureDistiller(BaseSelfSupervisor):
                 raise ConfigError(f'model.backbone.out_type must be "raw" for FD '
                                   f'(all tokens), got {bb.out_type!r}.')
             if tuple(bb.img_size) != self.input_size:
-                raise ConfigError(
-                    f'model.backbone.img_size={tuple(bb.img_size)} but '
-                    f'model.input_size={self.input_size}: make them equal.')
+                raise ConfigError(f'model.backbone.img_size={tuple(bb.img_size)} but '
+                                  f'model.input_size={self.input_size}: make them equal.')
             return tuple(bb.patch_resolution), bb.embed_dims, bb.cls_token is not None
         # Another student: measure its feature map once on a blank image (before
         # any data). A token output [B, N, C] does not say its grid, so it is refused.
@@ -193,8 +193,7 @@ class FeatureDistiller(BaseSelfSupervisor):
         if self.renormalise:
             x = x * self._teacher_scale + self._teacher_shift
         if tuple(x.shape[-2:]) != self.teacher_input_size:
-            x = F.interpolate(x, size=self.teacher_input_size, mode='bicubic',
-                              align_corners=False)
+            x = F.interpolate(x, size=self.teacher_input_size, mode='bicubic', align_corners=False)
         return x
 
     @torch.no_grad()
@@ -243,8 +242,8 @@ def _resize_token_map(tokens: torch.Tensor, grid, new_grid, has_cls: bool) -> to
     cls, patches = (tokens[:, :1], tokens[:, 1:]) if has_cls else (None, tokens)
     B, _, C = patches.shape
     fmap = patches.transpose(1, 2).reshape(B, C, *grid)
-    fmap = F.interpolate(fmap.float(), size=new_grid, mode='bilinear',
-                         align_corners=False).to(patches.dtype)
+    fmap = F.interpolate(
+        fmap.float(), size=new_grid, mode='bilinear', align_corners=False).to(patches.dtype)
     patches = fmap.flatten(2).transpose(1, 2)
     return patches if cls is None else torch.cat([cls, patches], dim=1)
 

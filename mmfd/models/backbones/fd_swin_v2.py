@@ -29,10 +29,10 @@ from mmengine.model.weight_init import trunc_normal_
 from mmpretrain.models.backbones import SwinTransformerV2
 from mmpretrain.models.backbones.swin_transformer_v2 import SwinBlockV2
 from mmpretrain.models.utils.attention import WindowMSAV2
-from mmfd.registry import MODELS
 from torch.utils.checkpoint import checkpoint
 
 from mmfd.models.utils.init_checks import loads_pretrained
+from mmfd.registry import MODELS
 
 # The release's initial value of the post-norm weights (its ``init_values``).
 POST_NORM_INIT = 1e-5
@@ -101,7 +101,7 @@ class PostNormDropPathBlock(SwinBlockV2):
 
 def move_drop_path_after_norm(block: SwinBlockV2) -> None:
     """Re-homes a built block's DropPath after its norms (no parameters move)."""
-    block.drop_path = block.attn.drop      # the DropPath ShiftWindowMSA built
+    block.drop_path = block.attn.drop  # the DropPath ShiftWindowMSA built
     block.attn.drop = nn.Identity()
     block.ffn.dropout_layer = nn.Identity()
     block.__class__ = PostNormDropPathBlock

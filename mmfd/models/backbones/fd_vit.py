@@ -22,11 +22,11 @@ import torch.nn.functional as F
 from mmengine.model.weight_init import trunc_normal_
 from mmpretrain.models.backbones import BEiTViT
 from mmpretrain.models.utils.attention import BEiTAttention
-from mmfd.registry import MODELS
+from torch.utils.checkpoint import checkpoint
 
 from mmfd.models.utils.init_checks import loads_pretrained
+from mmfd.registry import MODELS
 from mmfd.utils.errors import ConfigError
-from torch.utils.checkpoint import checkpoint
 
 
 class FDAttention(BEiTAttention):
@@ -52,15 +52,17 @@ class FDAttention(BEiTAttention):
         bias = rel_pos_bias
         if self.relative_position_bias_table is not None:
             Wh, Ww = self.window_size
-            own = self.relative_position_bias_table[
-                self.relative_position_index.view(-1)].view(
-                    Wh * Ww + 1, Wh * Ww + 1, -1).permute(2, 0, 1)
+            own = self.relative_position_bias_table[self.relative_position_index.view(-1)].view(
+                Wh * Ww + 1, Wh * Ww + 1, -1).permute(2, 0, 1)
             bias = own if bias is None else bias + own
         if bias is not None:
             # SDPA needs the mask in the query dtype (autocast gives bf16/fp16 q).
             bias = bias.unsqueeze(0).to(q.dtype)
         x = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=bias,
+            q,
+            k,
+            v,
+            attn_mask=bias,
             dropout_p=self.attn_drop.p if self.training else 0.,
             scale=self.scale)
         x = x.transpose(1, 2).reshape(B, N, C)
@@ -166,10 +168,9 @@ class FDViT(BEiTViT):
         B = x.shape[0]
         x, patch_resolution = self.patch_embed(x)
         if tuple(patch_resolution) != tuple(self.patch_resolution):
-            raise ValueError(
-                f'FDViT was built for a {self.patch_resolution} patch grid '
-                f'(img_size={self.img_size}) but got {tuple(patch_resolution)}: its '
-                'relative position table is tied to the grid. Set backbone.img_size.')
+            raise ValueError(f'FDViT was built for a {self.patch_resolution} patch grid '
+                             f'(img_size={self.img_size}) but got {tuple(patch_resolution)}: its '
+                             'relative position table is tied to the grid. Set backbone.img_size.')
         if self.cls_token is not None:
             x = torch.cat((self.cls_token.expand(B, -1, -1), x), dim=1)
         x = self.drop_after_pos(x)

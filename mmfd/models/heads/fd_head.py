@@ -4,9 +4,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model import BaseModule
-from mmfd.registry import MODELS
 
 from mmfd.models.utils.init_checks import loads_pretrained
+from mmfd.registry import MODELS
 
 
 def whiten(target: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
@@ -27,9 +27,14 @@ class FDHead(BaseModule):
         loss_weight (float): multiplier of the loss.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, beta: float = 2.0,
-                 whiten_target: bool = True, eps: float = 1e-5,
-                 loss_weight: float = 1.0, init_cfg=None):
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 beta: float = 2.0,
+                 whiten_target: bool = True,
+                 eps: float = 1e-5,
+                 loss_weight: float = 1.0,
+                 init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.beta, self.whiten_target, self.eps = beta, whiten_target, eps

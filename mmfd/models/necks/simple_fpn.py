@@ -16,8 +16,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model import BaseModule
 from mmpretrain.models.utils.norm import LayerNorm2d
-from mmfd.registry import MODELS
 from torch import Tensor
+
+from mmfd.registry import MODELS
 
 
 def _norm(norm_cfg: Optional[dict], channels: int) -> nn.Module:
@@ -43,8 +44,8 @@ class ConvNorm(nn.Sequential):
 
     def __init__(self, in_channels, out_channels, kernel_size, norm_cfg):
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size,
-                              padding=kernel_size // 2, bias=norm_cfg is None)
+        self.conv = nn.Conv2d(
+            in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=norm_cfg is None)
         if norm_cfg is not None:
             self.ln = _norm(norm_cfg, out_channels)
 
@@ -98,8 +99,7 @@ class SimpleFPN(BaseModule):
             raise ValueError('SimpleFPN needs a [B, C, H, W] map: set the ViT '
                              "backbone's out_type='featmap'.")
         maps: List[Tensor] = [self.fpn1(x), self.fpn2(x), self.fpn3(x), self.fpn4(x)]
-        outs = [fpn(lat(m)) for m, lat, fpn in
-                zip(maps, self.lateral_convs, self.fpn_convs)]
+        outs = [fpn(lat(m)) for m, lat, fpn in zip(maps, self.lateral_convs, self.fpn_convs)]
         for _ in range(self.num_outs - self.num_ins):
             outs.append(F.max_pool2d(outs[-1], 1, stride=2))
         return tuple(outs)

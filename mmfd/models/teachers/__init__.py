@@ -4,8 +4,7 @@ Configs name them through mmpretrain's registry, e.g.
 ``teacher=dict(type='CLIPTeacher', arch='ViT-B-16', checkpoint='ViT-B-16.pt',
 allow_torchscript=True)`` or ``dict(type='ConvertedTeacher', checkpoint='x.safetensors')``.
 """
-from .base import (CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, BaseTeacher,
-                   TeacherOutput)
+from .base import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, BaseTeacher, TeacherOutput
 from .builder import build_converted_teacher, build_teacher, teacher_metadata
 from .clip import CLIPTeacher
 from .mmpretrain import MMPretrainTeacher
@@ -13,8 +12,7 @@ from .swin import EsViTTeacher, SwinTeacher
 from .vit import DeiTTeacher, DINOTeacher, ViTTeacher
 
 __all__ = [
-    'BaseTeacher', 'TeacherOutput', 'CLIP_MEAN', 'CLIP_STD', 'IMAGENET_MEAN',
-    'IMAGENET_STD', 'CLIPTeacher', 'ViTTeacher', 'DINOTeacher', 'DeiTTeacher',
-    'SwinTeacher', 'EsViTTeacher', 'MMPretrainTeacher', 'build_teacher',
-    'build_converted_teacher', 'teacher_metadata'
+    'BaseTeacher', 'TeacherOutput', 'CLIP_MEAN', 'CLIP_STD', 'IMAGENET_MEAN', 'IMAGENET_STD',
+    'CLIPTeacher', 'ViTTeacher', 'DINOTeacher', 'DeiTTeacher', 'SwinTeacher', 'EsViTTeacher',
+    'MMPretrainTeacher', 'build_teacher', 'build_converted_teacher', 'teacher_metadata'
 ]

@@ -12,8 +12,8 @@ from mmengine.model import BaseModule
 
 
 class TeacherOutput(NamedTuple):
-    tokens: torch.Tensor        # [B, N, C]; CLS first when has_cls
-    grid: Tuple[int, int]       # (h, w) of the patch tokens
+    tokens: torch.Tensor  # [B, N, C]; CLS first when has_cls
+    grid: Tuple[int, int]  # (h, w) of the patch tokens
     has_cls: bool
 
 

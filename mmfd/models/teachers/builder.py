@@ -15,14 +15,18 @@ import os
 from typing import Callable, Dict, Iterable, Optional, Tuple, Union
 
 import torch
-from mmfd.registry import MODELS
 
 from mmfd.checkpoint.io import ENTRY_KEYS, read_safetensors_metadata
+from mmfd.registry import MODELS
 from mmfd.utils.errors import CheckpointError, ConfigError
 
 METADATA_KEY = 'mmfd_teacher'
-FAMILIES = {'clip': 'CLIPTeacher', 'vit': 'ViTTeacher', 'swin': 'SwinTeacher',
-            'mmpretrain': 'MMPretrainTeacher'}
+FAMILIES = {
+    'clip': 'CLIPTeacher',
+    'vit': 'ViTTeacher',
+    'swin': 'SwinTeacher',
+    'mmpretrain': 'MMPretrainTeacher'
+}
 
 
 def lookup_arch(arch: str, table: Dict[str, dict], what: str) -> dict:
@@ -31,9 +35,8 @@ def lookup_arch(arch: str, table: Dict[str, dict], what: str) -> dict:
         return dict(table[arch])
     close = difflib.get_close_matches(str(arch), list(table), n=3, cutoff=0.5)
     hint = f' Did you mean {", ".join(repr(c) for c in close)}?' if close else ''
-    raise ConfigError(
-        f'Unknown {what} arch {arch!r}.{hint} Known: {", ".join(sorted(table))}; '
-        'or pass a dict with the dimensions.')
+    raise ConfigError(f'Unknown {what} arch {arch!r}.{hint} Known: {", ".join(sorted(table))}; '
+                      'or pass a dict with the dimensions.')
 
 
 def require_checkpoint(checkpoint, allow_random_init: bool, teacher: str) -> bool:
@@ -41,9 +44,8 @@ def require_checkpoint(checkpoint, allow_random_init: bool, teacher: str) -> boo
     if checkpoint is not None:
         return True
     if not allow_random_init:
-        raise ConfigError(
-            f'{teacher} needs checkpoint=<local file>: a teacher with random weights '
-            'distils noise. Pass allow_random_init=True only for tests.')
+        raise ConfigError(f'{teacher} needs checkpoint=<local file>: a teacher with random weights '
+                          'distils noise. Pass allow_random_init=True only for tests.')
     return False
 
 
@@ -78,7 +80,9 @@ def converted_metadata(path) -> Optional[dict]:
     return json.loads(meta[METADATA_KEY])
 
 
-def merge_converted_options(path, family: str, given: dict,
+def merge_converted_options(path,
+                            family: str,
+                            given: dict,
                             must_match: Optional[Dict[str, Callable]] = None) -> dict:
     """Checks a converted file against the options a teacher was given.
 
@@ -104,8 +108,8 @@ def merge_converted_options(path, family: str, given: dict,
             continue
         if value is None:
             merged[key] = stored[key]
-        elif key in must_match and _jsonable(must_match[key](value)) != _jsonable(
-                must_match[key](stored[key])):
+        elif key in must_match and _jsonable(must_match[key](value)) != _jsonable(must_match[key](
+                stored[key])):
             raise ConfigError(
                 f'{path} was converted with {key}={stored[key]!r} but the teacher config '
                 f'says {key}={value!r}. Drop the option (it is read from the file) or use '
@@ -120,12 +124,21 @@ def _jsonable(value):
 def teacher_metadata(teacher, source: str = '') -> dict:
     """What ``tools/convert_teacher.py`` writes next to the weights."""
     config = dict(type=type(teacher).__name__, **teacher.export_kwargs())
-    return _jsonable(dict(
-        format='mmfd-teacher', version=1, family=teacher.family, teacher=config,
-        arch=config.get('arch') or config.get('config', {}).get('type'),
-        mean=list(teacher.mean), std=list(teacher.std),
-        mean_std_scale='0-255', patch_size=teacher.patch_size, embed_dim=teacher.embed_dim,
-        img_size=teacher.img_size, has_cls=teacher.has_cls, source=os.path.basename(source)))
+    return _jsonable(
+        dict(
+            format='mmfd-teacher',
+            version=1,
+            family=teacher.family,
+            teacher=config,
+            arch=config.get('arch') or config.get('config', {}).get('type'),
+            mean=list(teacher.mean),
+            std=list(teacher.std),
+            mean_std_scale='0-255',
+            patch_size=teacher.patch_size,
+            embed_dim=teacher.embed_dim,
+            img_size=teacher.img_size,
+            has_cls=teacher.has_cls,
+            source=os.path.basename(source)))
 
 
 @MODELS.register_module(name='ConvertedTeacher')

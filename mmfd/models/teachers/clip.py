@@ -15,11 +15,11 @@ from typing import Optional, Sequence, Tuple, Union
 
 import torch
 from mmengine.logging import print_log
-from mmfd.registry import MODELS
 
 from mmfd.checkpoint.io import (is_torchscript_archive, load_checkpoint_file,
                                 load_state_dict_strict, unwrap_state_dict)
 from mmfd.checkpoint.teacher_formats import check_family
+from mmfd.registry import MODELS
 from mmfd.utils.errors import CheckpointError, ConfigError
 from .base import CLIP_MEAN, CLIP_STD, BaseTeacher
 from .builder import check_input_size, merge_converted_options, require_checkpoint
@@ -48,16 +48,21 @@ def infer_vision_config(state_dict: dict, source: str) -> dict:
     OpenAI files: 64-wide heads)."""
     try:
         width, _, patch, _ = state_dict['conv1.weight'].shape
-        layers = len({k.split('.')[2] for k in state_dict
-                      if k.startswith('transformer.resblocks.')})
+        layers = len(
+            {k.split('.')[2]
+             for k in state_dict if k.startswith('transformer.resblocks.')})
         grid = round(math.sqrt(state_dict['positional_embedding'].shape[0] - 1))
         hidden = state_dict['transformer.resblocks.0.mlp.c_fc.weight'].shape[0]
         embed_dim = state_dict['proj'].shape[1]
     except KeyError as err:
         raise CheckpointError(f'{source}: cannot infer the CLIP vision tower (no {err}); '
                               "pass arch='ViT-B-16' or another open_clip name.") from err
-    vision_cfg = dict(layers=layers, width=width, patch_size=patch, image_size=patch * grid,
-                      mlp_ratio=hidden / width)
+    vision_cfg = dict(
+        layers=layers,
+        width=width,
+        patch_size=patch,
+        image_size=patch * grid,
+        mlp_ratio=hidden / width)
     if 'transformer.resblocks.0.ls_1.gamma' in state_dict:
         vision_cfg['ls_init_value'] = 1.0
     if 'ln_pre.weight' not in state_dict:
@@ -111,10 +116,12 @@ class CLIPTeacher(BaseTeacher):
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         from open_clip.model import CLIPVisionCfg, _build_vision_tower
+
         # A converted file brings its QuickGELU choice: an OpenAI file stays right
         # under arch='ViT-B-16'. Its arch is not compared: shapes are checked at load.
         options = merge_converted_options(
-            checkpoint, self.family,
+            checkpoint,
+            self.family,
             dict(quick_gelu=quick_gelu, img_size=img_size, mean=mean, std=std),
             must_match=dict(quick_gelu=bool))
         quick_gelu, img_size, mean, std = (
@@ -127,20 +134,24 @@ class CLIPTeacher(BaseTeacher):
                 is_torchscript_archive(os.fspath(checkpoint))
             state_dict = unwrap_state_dict(
                 load_checkpoint_file(checkpoint, allow_torchscript=allow_torchscript),
-                source=checkpoint, select_prefix='visual.')
+                source=checkpoint,
+                select_prefix='visual.')
             check_family(state_dict, self.family, checkpoint)
         if arch is None and state_dict is None:
             raise ConfigError('CLIPTeacher(arch=None) infers the tower from a checkpoint: '
                               'pass one, or an arch name.')
-        config = (_open_clip_config(arch) if arch is not None
-                  else infer_vision_config(state_dict, checkpoint))
+        config = (
+            _open_clip_config(arch) if arch is not None else infer_vision_config(
+                state_dict, checkpoint))
 
         if quick_gelu is None:
             quick_gelu = bool(config.get('quick_gelu', False)) or torchscript
         elif torchscript and not quick_gelu:
-            print_log(f'{checkpoint} is an OpenAI TorchScript archive, whose weights were '
-                      'trained with QuickGELU, but quick_gelu=False.', logger='current',
-                      level=logging.WARNING)
+            print_log(
+                f'{checkpoint} is an OpenAI TorchScript archive, whose weights were '
+                'trained with QuickGELU, but quick_gelu=False.',
+                logger='current',
+                level=logging.WARNING)
         vision_cfg = CLIPVisionCfg(**config['vision_cfg'])
         if vision_cfg.timm_model_name or not isinstance(vision_cfg.layers, int):
             raise ConfigError(f'CLIP arch {arch!r} has a timm or ResNet image tower; '
@@ -155,8 +166,8 @@ class CLIPTeacher(BaseTeacher):
         self.arch = arch if arch is not None else config
         self.quick_gelu = bool(quick_gelu)
         self.dynamic_img_size = dynamic_img_size
-        self.visual = _build_vision_tower(config.get('embed_dim', 512), vision_cfg,
-                                          quick_gelu=self.quick_gelu)
+        self.visual = _build_vision_tower(
+            config.get('embed_dim', 512), vision_cfg, quick_gelu=self.quick_gelu)
         self.patch_size = _square(self.visual.patch_size, 'patch size')
         self.img_size = _square(self.visual.image_size, 'image size')
         self.embed_dim = self.visual.conv1.out_channels
@@ -188,8 +199,12 @@ class CLIPTeacher(BaseTeacher):
         return _resample(pos, grid)
 
     def export_kwargs(self) -> dict:
-        return dict(arch=self.arch, quick_gelu=self.quick_gelu, img_size=self.img_size,
-                    mean=list(self.mean), std=list(self.std))
+        return dict(
+            arch=self.arch,
+            quick_gelu=self.quick_gelu,
+            img_size=self.img_size,
+            mean=list(self.mean),
+            std=list(self.std))
 
     def export_state_dict(self) -> dict:
         # open_clip's key names, so the file also loads with open_clip (visual only).

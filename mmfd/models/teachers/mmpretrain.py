@@ -12,10 +12,10 @@ import inspect
 from typing import Optional, Sequence, Union
 
 import torch
-from mmfd.registry import MODELS
 
 from mmfd.checkpoint.io import load_checkpoint_file, load_state_dict_strict, unwrap_state_dict
 from mmfd.checkpoint.teacher_formats import TEACHER_OF_FAMILY, guess_family
+from mmfd.registry import MODELS
 from mmfd.utils.errors import CheckpointError, ConfigError
 from .base import IMAGENET_MEAN, IMAGENET_STD, BaseTeacher
 from .builder import merge_converted_options, require_checkpoint
@@ -83,10 +83,9 @@ class MMPretrainTeacher(BaseTeacher):
                  allow_random_init: bool = False,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
-        options = merge_converted_options(checkpoint, self.family, dict(
-            config=config, img_size=img_size, mean=mean, std=std))
-        config, img_size, mean, std = (
-            options[k] for k in ('config', 'img_size', 'mean', 'std'))
+        options = merge_converted_options(
+            checkpoint, self.family, dict(config=config, img_size=img_size, mean=mean, std=std))
+        config, img_size, mean, std = (options[k] for k in ('config', 'img_size', 'mean', 'std'))
         if config is None:
             raise ConfigError('MMPretrainTeacher needs config=<mmpretrain config file or '
                               'backbone dict>.')
@@ -102,8 +101,9 @@ class MMPretrainTeacher(BaseTeacher):
         backbone_cfg.update(backbone_overrides or {})
         self.backbone_cfg = backbone_cfg
         self.backbone = MODELS.build(copy.deepcopy(backbone_cfg))
-        self._forward_kwargs = ({'mask': None} if 'mask' in inspect.signature(
-            self.backbone.forward).parameters else {})
+        self._forward_kwargs = ({
+            'mask': None
+        } if 'mask' in inspect.signature(self.backbone.forward).parameters else {})
 
         if mean is None and preprocessor and 'mean' in preprocessor:
             mean, std = preprocessor['mean'], preprocessor['std']
@@ -132,8 +132,8 @@ class MMPretrainTeacher(BaseTeacher):
     def _probe(self) -> None:
         """Measures width, stride and token layout with one forward pass."""
         param = next(self.backbone.parameters())
-        probe = torch.zeros(1, 3, self.img_size, self.img_size,
-                            dtype=param.dtype, device=param.device)
+        probe = torch.zeros(
+            1, 3, self.img_size, self.img_size, dtype=param.dtype, device=param.device)
         with torch.no_grad():
             out = self._last_output(probe)
         if out.ndim == 4:
@@ -143,7 +143,7 @@ class MMPretrainTeacher(BaseTeacher):
             self.num_extra_tokens = int(getattr(self.backbone, 'num_extra_tokens', 0))
             self.has_cls = self.num_extra_tokens > 0
             self.embed_dim = out.shape[2]
-            grid = round((out.shape[1] - self.num_extra_tokens) ** 0.5)
+            grid = round((out.shape[1] - self.num_extra_tokens)**0.5)
         else:
             raise ConfigError(
                 f'{type(self.backbone).__name__} returns a {out.ndim}-D output; a teacher '
@@ -156,8 +156,11 @@ class MMPretrainTeacher(BaseTeacher):
         return outs[-1] if isinstance(outs, (tuple, list)) else outs
 
     def export_kwargs(self) -> dict:
-        return dict(config=self.backbone_cfg, img_size=self.img_size,
-                    mean=list(self.mean), std=list(self.std))
+        return dict(
+            config=self.backbone_cfg,
+            img_size=self.img_size,
+            mean=list(self.mean),
+            std=list(self.std))
 
     def export_state_dict(self) -> dict:
         return self.backbone.state_dict()
@@ -165,7 +168,7 @@ class MMPretrainTeacher(BaseTeacher):
     def final_norm_module(self):
         bb = self.backbone
         if getattr(bb, 'final_norm', False) and hasattr(bb, 'ln1'):
-            return bb.ln1                      # ViT / BEiT / DeiT: norm over all tokens
+            return bb.ln1  # ViT / BEiT / DeiT: norm over all tokens
         indices = getattr(bb, 'out_indices', None)
         if indices is not None and hasattr(bb, f'norm{indices[-1]}'):
             return getattr(bb, f'norm{indices[-1]}')  # Swin-style per-stage norm

@@ -9,10 +9,10 @@ Files already in timm's layout (e.g. converted teachers) load unchanged.
 from typing import Optional, Sequence, Union
 
 import torch
-from mmfd.registry import MODELS
 
 from mmfd.checkpoint.io import load_checkpoint_file, load_state_dict_strict, unwrap_state_dict
 from mmfd.checkpoint.teacher_formats import check_family, swin_official_to_timm
+from mmfd.registry import MODELS
 from mmfd.utils.errors import ConfigError
 from .base import IMAGENET_MEAN, IMAGENET_STD, BaseTeacher
 from .builder import (check_entry, check_input_size, lookup_arch, merge_converted_options,
@@ -25,8 +25,8 @@ SWIN_ARCHS = {
     'swin_tiny': dict(_SWIN_T, window_size=7),
     'swin_small': dict(_SWIN_S, window_size=7),
     'swin_base': dict(_SWIN_B, window_size=7),
-    'swin_large': dict(embed_dim=192, depths=(2, 2, 18, 2), num_heads=(6, 12, 24, 48),
-                       window_size=7),
+    'swin_large':
+    dict(embed_dim=192, depths=(2, 2, 18, 2), num_heads=(6, 12, 24, 48), window_size=7),
     # EsViT's releases: Swin-T with window 7 and 14, Swin-S/B with window 14.
     'esvit_swin_tiny_w7': dict(_SWIN_T, window_size=7),
     'esvit_swin_tiny': dict(_SWIN_T, window_size=14),
@@ -101,8 +101,9 @@ class SwinTeacher(BaseTeacher):
         self.entry, self.strict_entry = check_entry(entry, self.default_entry)
         from timm.models.swin_transformer import SwinTransformer
         options = merge_converted_options(
-            checkpoint, self.family, dict(arch=arch, window_size=window_size,
-                                          img_size=img_size, mean=mean, std=std),
+            checkpoint,
+            self.family,
+            dict(arch=arch, window_size=window_size, img_size=img_size, mean=mean, std=std),
             must_match=dict(arch=_arch_dims))
         arch, window_size, img_size, mean, std = (
             options[k] for k in ('arch', 'window_size', 'img_size', 'mean', 'std'))
@@ -121,34 +122,47 @@ class SwinTeacher(BaseTeacher):
         self.window_size = dims['window_size']
         self.out_stage = out_stage
         self.img_size = int(img_size or 224)
-        self.patch_size = int(dims.get('patch_size', 4)) * 2 ** (out_stage - 1)
-        self.embed_dim = int(dims['embed_dim']) * 2 ** (out_stage - 1)
+        self.patch_size = int(dims.get('patch_size', 4)) * 2**(out_stage - 1)
+        self.embed_dim = int(dims['embed_dim']) * 2**(out_stage - 1)
         self.has_cls = False
         self.mean = tuple(mean) if mean is not None else IMAGENET_MEAN
         self.std = tuple(std) if std is not None else IMAGENET_STD
-        if self.img_size % (int(dims.get('patch_size', 4)) * 2 ** (num_stages - 1)):
+        if self.img_size % (int(dims.get('patch_size', 4)) * 2**(num_stages - 1)):
             raise ConfigError(f'img_size {self.img_size} must be a multiple of the '
                               f'network stride.')
 
         self.model = SwinTransformer(
-            img_size=self.img_size, num_classes=0, drop_path_rate=0.,
+            img_size=self.img_size,
+            num_classes=0,
+            drop_path_rate=0.,
             weight_init='skip' if load else '',
-            **{k: tuple(v) if isinstance(v, list) else v for k, v in dims.items()})
+            **{
+                k: tuple(v) if isinstance(v, list) else v
+                for k, v in dims.items()
+            })
         if load:
             self.load_checkpoint(checkpoint)
         self.freeze()
 
     def load_checkpoint(self, checkpoint: str) -> None:
         state_dict = unwrap_state_dict(
-            load_checkpoint_file(checkpoint), source=checkpoint, select_prefix='backbone.',
-            entry=self.entry, strict_entry=self.strict_entry)
+            load_checkpoint_file(checkpoint),
+            source=checkpoint,
+            select_prefix='backbone.',
+            entry=self.entry,
+            strict_entry=self.strict_entry)
         check_family(state_dict, self.family, checkpoint)
         state_dict = swin_official_to_timm(state_dict)
         load_state_dict_strict(self.model, state_dict, checkpoint, ignore=SWIN_UNUSED_KEYS)
 
     def export_kwargs(self) -> dict:
-        return dict(arch=self.arch, window_size=self.window_size, img_size=self.img_size,
-                    out_stage=self.out_stage, mean=list(self.mean), std=list(self.std))
+        return dict(
+            arch=self.arch,
+            window_size=self.window_size,
+            img_size=self.img_size,
+            out_stage=self.out_stage,
+            mean=list(self.mean),
+            std=list(self.std))
 
     def export_state_dict(self) -> dict:
         return self.model.state_dict()

@@ -10,10 +10,10 @@ checkpoints; the ``entry`` option picks the network, 'teacher' by default),
 from typing import Optional, Sequence, Union
 
 import torch
-from mmfd.registry import MODELS
 
 from mmfd.checkpoint.io import load_checkpoint_file, load_state_dict_strict, unwrap_state_dict
 from mmfd.checkpoint.teacher_formats import check_family
+from mmfd.registry import MODELS
 from mmfd.utils.errors import CheckpointError, ConfigError
 from .base import IMAGENET_MEAN, IMAGENET_STD, BaseTeacher
 from .builder import (check_entry, check_input_size, lookup_arch, merge_converted_options,
@@ -111,7 +111,9 @@ class ViTTeacher(BaseTeacher):
         self.entry, self.strict_entry = check_entry(entry, self.default_entry)
         from timm.models.vision_transformer import VisionTransformer
         options = merge_converted_options(
-            checkpoint, self.family, dict(arch=arch, img_size=img_size, mean=mean, std=std),
+            checkpoint,
+            self.family,
+            dict(arch=arch, img_size=img_size, mean=mean, std=std),
             must_match=dict(arch=lambda a: _parse_arch(a)[0]))
         arch, img_size, mean, std = (options[k] for k in ('arch', 'img_size', 'mean', 'std'))
         arch = arch if arch is not None else self.default_arch
@@ -132,17 +134,25 @@ class ViTTeacher(BaseTeacher):
                               f'size {self.patch_size}.')
 
         self.model = VisionTransformer(
-            img_size=self.img_size, num_classes=0, global_pool='', class_token=True,
-            dynamic_img_size=dynamic_img_size, drop_path_rate=0.,
-            weight_init='skip' if load else '', **dims)
+            img_size=self.img_size,
+            num_classes=0,
+            global_pool='',
+            class_token=True,
+            dynamic_img_size=dynamic_img_size,
+            drop_path_rate=0.,
+            weight_init='skip' if load else '',
+            **dims)
         if load:
             self.load_checkpoint(checkpoint)
         self.freeze()
 
     def load_checkpoint(self, checkpoint: str) -> None:
         state_dict = unwrap_state_dict(
-            load_checkpoint_file(checkpoint), source=checkpoint, select_prefix='backbone.',
-            entry=self.entry, strict_entry=self.strict_entry)
+            load_checkpoint_file(checkpoint),
+            source=checkpoint,
+            select_prefix='backbone.',
+            entry=self.entry,
+            strict_entry=self.strict_entry)
         check_family(state_dict, self.family, checkpoint)
         self._fit_pos_embed(state_dict, checkpoint)
         load_state_dict_strict(self.model, state_dict, checkpoint, ignore=VIT_UNUSED_KEYS)
@@ -162,8 +172,8 @@ class ViTTeacher(BaseTeacher):
             pos, new_size=(grid, grid), num_prefix_tokens=1)
 
     def export_kwargs(self) -> dict:
-        return dict(arch=self.arch, img_size=self.img_size, mean=list(self.mean),
-                    std=list(self.std))
+        return dict(
+            arch=self.arch, img_size=self.img_size, mean=list(self.mean), std=list(self.std))
 
     def export_state_dict(self) -> dict:
         return self.model.state_dict()

@@ -37,12 +37,11 @@ import torch
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import update_init_info
-from mmfd.registry import WEIGHT_INITIALIZERS
 from torch import nn
 
 from mmfd.checkpoint.io import load_checkpoint_file
+from mmfd.registry import WEIGHT_INITIALIZERS
 from mmfd.utils.errors import CheckpointError
-
 from .init_checks import PRETRAINED_INITS  # noqa: F401  (re-exported)
 
 # Buffers every backbone rebuilds from its own geometry: never worth a failure.
@@ -56,7 +55,8 @@ def _fmt(keys: Sequence[str]) -> str:
     return shown + (f', ... ({len(keys) - MAX_LISTED} more)' if len(keys) > MAX_LISTED else '')
 
 
-def read_state_dict(checkpoint: str, prefix: Optional[str] = None,
+def read_state_dict(checkpoint: str,
+                    prefix: Optional[str] = None,
                     map_location: str = 'cpu') -> dict:
     """The flat ``{name: tensor}`` dict of ``checkpoint`` under ``prefix``."""
     obj = load_checkpoint_file(checkpoint, map_location=map_location)
@@ -84,7 +84,9 @@ def read_state_dict(checkpoint: str, prefix: Optional[str] = None,
     return state
 
 
-def strict_load(module: nn.Module, state_dict: dict, source: str,
+def strict_load(module: nn.Module,
+                state_dict: dict,
+                source: str,
                 ignore_missing: Iterable[str] = (),
                 ignore_unexpected: Iterable[str] = (),
                 min_loaded: float = 0.5,
@@ -108,9 +110,8 @@ def strict_load(module: nn.Module, state_dict: dict, source: str,
             'checkpoint for this input size: tools/convert_fd_checkpoint.py ... '
             '--img-size N (N = the backbone img_size).') from err
     except RuntimeError as err:  # shape mismatches are raised even when non-strict
-        raise CheckpointError(
-            f'{source} does not fit {name} (wrong arch, patch or window size?): '
-            f'{err}') from err
+        raise CheckpointError(f'{source} does not fit {name} (wrong arch, patch or window size?): '
+                              f'{err}') from err
     missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
 
     derived = [re.compile(p) for p in DERIVED_BUFFERS]
@@ -120,8 +121,7 @@ def strict_load(module: nn.Module, state_dict: dict, source: str,
     ignore_missing = [re.compile(p) for p in ignore_missing]
     ignore_unexpected = [re.compile(p) for p in ignore_unexpected]
     bad_missing = [k for k in missing if not any(p.search(k) for p in ignore_missing)]
-    bad_unexpected = [k for k in unexpected
-                      if not any(p.search(k) for p in ignore_unexpected)]
+    bad_unexpected = [k for k in unexpected if not any(p.search(k) for p in ignore_unexpected)]
 
     params = dict(module.named_parameters())
     missing_set = set(missing) | set(rebuilt)
@@ -130,20 +130,27 @@ def strict_load(module: nn.Module, state_dict: dict, source: str,
     got = sum(p.numel() for k, p in params.items() if k not in missing_set)
     fraction = got / total if total else 1.0
 
-    print_log(f'StrictPretrained: {name} <- {source}: loaded {len(loaded)} tensors '
-              f'({fraction:.1%} of {total} parameters).', logger=logger)
+    print_log(
+        f'StrictPretrained: {name} <- {source}: loaded {len(loaded)} tensors '
+        f'({fraction:.1%} of {total} parameters).',
+        logger=logger)
     if rebuilt:
-        print_log(f'StrictPretrained: {len(rebuilt)} index/coordinate buffers '
-                  'rebuilt by the model from its own geometry, not loaded.',
-                  logger=logger)
+        print_log(
+            f'StrictPretrained: {len(rebuilt)} index/coordinate buffers '
+            'rebuilt by the model from its own geometry, not loaded.',
+            logger=logger)
     if missing:
-        print_log(f'StrictPretrained: missing keys (left as initialised) '
-                  f'({len(missing)}): {_fmt(missing)}', logger=logger,
-                  level=logging.WARNING if bad_missing else logging.INFO)
+        print_log(
+            f'StrictPretrained: missing keys (left as initialised) '
+            f'({len(missing)}): {_fmt(missing)}',
+            logger=logger,
+            level=logging.WARNING if bad_missing else logging.INFO)
     if unexpected:
-        print_log(f'StrictPretrained: unexpected keys (not used) ({len(unexpected)}): '
-                  f'{_fmt(unexpected)}', logger=logger,
-                  level=logging.WARNING if bad_unexpected else logging.INFO)
+        print_log(
+            f'StrictPretrained: unexpected keys (not used) ({len(unexpected)}): '
+            f'{_fmt(unexpected)}',
+            logger=logger,
+            level=logging.WARNING if bad_unexpected else logging.INFO)
 
     problems = []
     if not loaded or got == 0:
@@ -161,14 +168,13 @@ def strict_load(module: nn.Module, state_dict: dict, source: str,
             problems.append(f'every file key starts with {prefixes[0]!r}: set '
                             f'prefix={prefixes[0]!r}')
     if problems:
-        raise CheckpointError(
-            f'StrictPretrained: {source} does not initialise {name}; refusing to '
-            'train from (partly) random weights:\n  ' + '\n  '.join(problems) +
-            f'\n  file keys look like: {_fmt(sorted(state_dict)[:5])}'
-            f'\n  model keys look like: {_fmt(list(module.state_dict())[:5])}'
-            '\n  Check the checkpoint path, the prefix and the backbone arch, or '
-            'declare keys that are meant to differ in ignore_missing / '
-            'ignore_unexpected.')
+        raise CheckpointError(f'StrictPretrained: {source} does not initialise {name}; refusing to '
+                              'train from (partly) random weights:\n  ' + '\n  '.join(problems) +
+                              f'\n  file keys look like: {_fmt(sorted(state_dict)[:5])}'
+                              f'\n  model keys look like: {_fmt(list(module.state_dict())[:5])}'
+                              '\n  Check the checkpoint path, the prefix and the backbone arch, or '
+                              'declare keys that are meant to differ in ignore_missing / '
+                              'ignore_unexpected.')
     return dict(loaded=loaded, missing=missing, unexpected=unexpected)
 
 
@@ -187,10 +193,13 @@ class StrictPretrainedInit:
         map_location (str): Defaults to 'cpu'.
     """
 
-    def __init__(self, checkpoint: str, prefix: Optional[str] = None,
+    def __init__(self,
+                 checkpoint: str,
+                 prefix: Optional[str] = None,
                  ignore_missing: Sequence[str] = (),
                  ignore_unexpected: Sequence[str] = (),
-                 min_loaded: float = 0.5, map_location: str = 'cpu'):
+                 min_loaded: float = 0.5,
+                 map_location: str = 'cpu'):
         self.checkpoint = checkpoint
         self.prefix = prefix
         self.ignore_missing = list(ignore_missing)
@@ -212,11 +221,10 @@ class StrictPretrainedInit:
     def __call__(self, module: nn.Module) -> None:
         self._init_children(module)
         where = f'{self.checkpoint}' + (f' (prefix {self.prefix!r})' if self.prefix else '')
-        print_log(f'StrictPretrained: load {type(module).__name__} from {where}',
-                  logger='current')
+        print_log(f'StrictPretrained: load {type(module).__name__} from {where}', logger='current')
         state_dict = read_state_dict(self.checkpoint, self.prefix, self.map_location)
-        strict_load(module, state_dict, where, self.ignore_missing,
-                    self.ignore_unexpected, self.min_loaded)
+        strict_load(module, state_dict, where, self.ignore_missing, self.ignore_unexpected,
+                    self.min_loaded)
         if hasattr(module, '_params_init_info'):
             update_init_info(module, init_info=f'StrictPretrained: load from {where}')
 
