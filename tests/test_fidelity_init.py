@@ -75,7 +75,8 @@ def test_fd_projection_keeps_pytorch_default_init():
     assert float(conv.weight.std()) == pytest.approx(float(head.proj.weight.std()), rel=0.02)
 
 
-def test_fd_swinv2_init_every_tensor():
+def tiny_fd_swinv2(**kwargs):
+    """A freshly built and initialised 8-block FDSwinTransformerV2 (64 px)."""
     torch.manual_seed(0)
     model = FDSwinTransformerV2(
         arch=dict(
@@ -83,8 +84,13 @@ def test_fd_swinv2_init_every_tensor():
             extra_norm_every_n_blocks=0),
         img_size=64,
         window_size=[4, 4, 2, 2],
-        out_indices=(3, ))
+        **kwargs)
     model.init_weights()
+    return model
+
+
+def test_fd_swinv2_init_every_tensor():
+    model = tiny_fd_swinv2(out_indices=(3, ))
     blocks = model.blocks()
     index = {}
     for i, block in enumerate(blocks, start=1):
@@ -122,15 +128,7 @@ def test_fd_swinv2_init_every_tensor():
 
 
 def test_fd_swinv2_cosine_logits_in_fp32_under_amp():
-    torch.manual_seed(0)
-    model = FDSwinTransformerV2(
-        arch=dict(
-            embed_dims=32, depths=[2, 2, 2, 2], num_heads=[2, 2, 4, 4],
-            extra_norm_every_n_blocks=0),
-        img_size=64,
-        window_size=[4, 4, 2, 2],
-        drop_path_rate=0.)
-    model.init_weights()
+    model = tiny_fd_swinv2(drop_path_rate=0.)
     model.eval()
     dtypes = []
     for block in model.blocks():
