@@ -13,12 +13,14 @@ warmup_epochs = 10
 optim_wrapper = dict(
     # Mixed precision on, as in the release: fp16 with dynamic loss scaling on CUDA,
     # bf16 autocast without CUDA on CPUs with native bf16, fp32 on others (--no-amp
-    # or amp='off' for fp32 everywhere). Steps with a
-    # NaN/inf loss or gradient are skipped and counted; 10 in a row stop the run,
-    # naming the last good checkpoint.
+    # or amp='off' for fp32 everywhere). Steps with a NaN/inf loss or gradient are
+    # skipped and counted; 10 in a row stop the run, naming the last good checkpoint.
     type='FDOptimWrapper',
     amp='auto',
     max_consecutive_nonfinite=10,
+    # mmengine's default constructor, minus the frozen teacher (one log line instead
+    # of a warning per teacher parameter).
+    constructor='FDOptimWrapperConstructor',
     optimizer=dict(type='AdamW', lr=base_lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.05),
     clip_grad=dict(max_norm=3.0),
     # No decay on 1-D parameters (norms, layer scale, q/v biases), biases,
