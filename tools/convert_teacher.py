@@ -135,9 +135,5 @@ def main(argv=None) -> dict:
 
 
 if __name__ == '__main__':
-    try:
-        main()
-    except RuntimeError as err:  # mmfd's CheckpointError / ConfigError: no traceback
-        if type(err).__module__ != 'mmfd.utils.errors':
-            raise
-        raise SystemExit(f'{type(err).__name__}: {err}')
+    from mmfd.utils.cli import run_tool
+    run_tool(main)  # mmfd's errors: message only (MMFD_DEBUG=1 / --debug: traceback)

@@ -128,4 +128,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    from mmfd.utils.cli import run_tool
+    run_tool(main)  # mmfd's errors: message only (MMFD_DEBUG=1 / --debug: traceback)
