@@ -18,7 +18,7 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from mmfd.engine.optim_wrappers import as_fd_optim_wrapper, resolve_amp, set_amp
+from mmfd.engine.optim_wrappers import as_fd_optim_wrapper, set_amp
 from mmfd.utils.preflight import preflight
 
 
@@ -117,15 +117,9 @@ def merge_args(cfg, args):
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
     if cfg.get('optim_wrapper') is not None:
-        # --cfg-options may name mmengine's AmpOptimWrapper: it runs here too.
+        # --cfg-options may name mmengine's AmpOptimWrapper: it runs here too (the
+        # wrapper logs, when built, what AMP becomes on this machine).
         as_fd_optim_wrapper(cfg.optim_wrapper)
-        amp = cfg.optim_wrapper.get('amp', 'off')
-        if (cfg.optim_wrapper.get('type') == 'FDOptimWrapper' and not torch.cuda.is_available()
-                and amp != 'off'):
-            print('[mmfd] no CUDA: AMP runs as bfloat16 autocast on the CPU' if resolve_amp(
-                amp, cuda=False) ==
-                  'bf16' else "[mmfd] no CUDA and no native bf16 on this CPU: amp='auto' trains in "
-                  "fp32 (emulated bf16 is slower); amp='bf16' forces bf16 autocast")
     return cfg
 
 

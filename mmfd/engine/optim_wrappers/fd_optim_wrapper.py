@@ -48,27 +48,32 @@ def cpu_has_native_bf16() -> bool:
 
 
 def resolve_amp(amp, cuda: Optional[bool] = None) -> str:
-    """'off' | 'fp16' | 'bf16' for this machine, from an ``amp`` option."""
-    if amp is True or amp is None:
+    """'off' | 'fp16' | 'bf16' for this machine, from an ``amp`` option; says so
+    when a machine without CUDA changes what was asked for."""
+    if amp in (None, False, True):
         amp = 'auto' if amp else 'off'
-    if amp is False:
-        amp = 'off'
     if amp not in AMP_MODES:
         raise ConfigError(f'optim_wrapper.amp={amp!r} is not one of {AMP_MODES}.')
     cuda = torch.cuda.is_available() if cuda is None else cuda
     if amp == 'off':
         return 'off'
-    if not cuda:
-        if amp == 'auto' and not cpu_has_native_bf16():
-            return 'off'
-        if amp == 'fp16':
-            print_log(
-                'optim_wrapper.amp=fp16 needs CUDA; this machine has none, so '
-                'mixed precision runs as bf16 autocast on the CPU.',
-                logger='current',
-                level=logging.WARNING)
-        return 'bf16'
-    return 'fp16' if amp == 'auto' else amp
+    if cuda:
+        return 'fp16' if amp == 'auto' else amp
+    if amp == 'auto' and not cpu_has_native_bf16():
+        print_log(
+            "no CUDA and no native bf16 on this CPU: amp='auto' trains in fp32 "
+            "(emulated bf16 is slower); amp='bf16' forces bf16 autocast.",
+            logger='current')
+        return 'off'
+    if amp == 'fp16':
+        print_log(
+            'optim_wrapper.amp=fp16 needs CUDA; this machine has none, so '
+            'mixed precision runs as bf16 autocast on the CPU.',
+            logger='current',
+            level=logging.WARNING)
+    else:
+        print_log('no CUDA: AMP runs as bfloat16 autocast on the CPU.', logger='current')
+    return 'bf16'
 
 
 def wrapper_class(mode: str, cuda: bool, guarded: bool):
@@ -123,9 +128,9 @@ def as_fd_optim_wrapper(optim_cfg):
     if kind not in _FOREIGN:
         return optim_cfg
     mode = _FOREIGN[kind]
-    if mode == 'fp16' and str(optim_cfg.pop('dtype', None)) in ('bfloat16', 'torch.bfloat16'):
+    dtype = str(optim_cfg.pop('dtype', None))
+    if mode == 'fp16' and dtype in ('bfloat16', 'torch.bfloat16'):
         mode = 'bf16'
-    optim_cfg.pop('dtype', None)
     if mode == 'off':
         optim_cfg.pop('loss_scale', None)
     optim_cfg['type'] = 'FDOptimWrapper'
