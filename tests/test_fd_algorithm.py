@@ -198,9 +198,21 @@ def test_resize_input_aligns_a_patch14_teacher_to_a_patch16_student():
     x = torch.randn(2, 3, 112, 112)
     target, has_cls = model.compute_target(x)
     assert has_cls and target.shape == (2, 1 + 49, 48)
-    expected = model.teacher(F.interpolate(x, size=(98, 98), mode='bicubic',
-                                           align_corners=False)).tokens
-    torch.testing.assert_close(target, expected)
+    # The release resizes the teacher's view as torchvision's Resize does.
+    from torchvision.transforms.v2 import InterpolationMode
+    from torchvision.transforms.v2.functional import resize
+    view = resize(x, [98, 98], interpolation=InterpolationMode.BILINEAR, antialias=True)
+    torch.testing.assert_close(model.teacher_input(x), view, rtol=0, atol=1e-6)
+    torch.testing.assert_close(target, model.teacher(view).tokens)
+
+
+def test_teacher_view_resize_is_an_option():
+    model = build_fd(input_size=112, teacher_view_resize=dict(mode='bicubic', antialias=False))
+    x = torch.randn(2, 3, 112, 112)
+    expected = F.interpolate(x, size=(98, 98), mode='bicubic', align_corners=False)
+    torch.testing.assert_close(model.teacher_input(x), expected, rtol=0, atol=0)
+    with pytest.raises(ConfigError, match=r'model.teacher_view_resize takes mode and antialias'):
+        build_fd(teacher_view_resize=dict(mode='bilinear', align_corners=True))
 
 
 def test_interpolate_target_aligns_a_patch14_teacher_to_a_patch16_student():

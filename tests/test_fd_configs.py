@@ -116,3 +116,42 @@ def test_config_builds_real_model_and_trains_one_step(name):
     assert model.head.proj.weight.grad is not None
     assert model.backbone.patch_embed.projection.weight.grad is not None
     assert all(p.grad is None for p in model.teacher.parameters())
+
+
+@pytest.mark.parametrize('student', ['base', 'small'])
+def test_resize_input_sets_the_teacher_size_for_the_user(tmp_path, student):
+    """CLIP-L/14 teacher (2 of its blocks) under ViT-B/16 and ViT-S/16 students at
+    224 px: the config does not set teacher.img_size; FD builds the teacher for the
+    196 px it feeds it, and the target is that teacher run at 196 px."""
+    import open_clip
+
+    from mmfd.models.teachers import CLIPTeacher
+    clip_l = open_clip.get_model_config('ViT-L-14')
+    clip_l['vision_cfg']['layers'] = 2
+    clip_l['quick_gelu'] = True
+    torch.manual_seed(0)
+    source = CLIPTeacher(arch=clip_l, allow_random_init=True)
+    checkpoint = tmp_path / 'clip_l14.pth'
+    torch.save(source.export_state_dict(), checkpoint)
+
+    cfg = load('clip_vitl')
+    assert 'img_size' not in cfg.model.teacher and cfg.model.align == 'resize_input'
+    cfg.model.teacher.update(arch=clip_l, checkpoint=str(checkpoint))
+    dims = dict(base=(768, 12, 3072), small=(384, 6, 1536))[student]
+    cfg.model.backbone.update(
+        arch=dict(
+            embed_dims=dims[0], num_layers=2, num_heads=dims[1], feedforward_channels=dims[2]),
+        patch_size=16)
+    cfg.model.setdefault('data_preprocessor', cfg.data_preprocessor)
+    model = MODELS.build(cfg.model)
+    assert model.student_grid == (14, 14)
+    assert model.teacher.img_size == 196 and model.teacher_input_size == (196, 196)
+    assert model.teacher.visual.positional_embedding.shape == (1 + 14 * 14, 1024)
+
+    reference = CLIPTeacher(arch=clip_l, checkpoint=str(checkpoint), img_size=196)
+    x = torch.randn(1, 3, 224, 224)
+    target, has_cls = model.compute_target(x)
+    view = model.teacher_input(x)
+    assert view.shape[-2:] == (196, 196) and has_cls
+    torch.testing.assert_close(target, reference(view).tokens, rtol=0, atol=1e-5)
+    assert model.loss(x)['loss'].isfinite()

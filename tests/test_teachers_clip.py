@@ -150,3 +150,49 @@ def test_frozen_and_eval(tmp_path):
 def test_checkpoint_required():
     with pytest.raises(ConfigError, match='needs checkpoint'):
         CLIPTeacher(arch=tiny_clip_config())
+
+
+def _plain_bicubic(table, grid, antialias=False):
+    """timm's resampler, told not to antialias (the FD release's plain bicubic)."""
+    from timm.layers import resample_abs_pos_embed
+    return resample_abs_pos_embed(
+        table[None], new_size=(grid, grid), num_prefix_tokens=1, antialias=antialias)[0]
+
+
+def test_position_table_resampled_as_the_release_at_256px(tmp_path):
+    """A 224 px (14x14) tower run at 256 px equals open_clip's own tower built at
+    256 px with a plain-bicubic table; timm's antialiased default is measurably
+    different, and is what pos_embed_resize=dict(antialias=True) gives."""
+    config = tiny_clip_config(patch=16, image=224)
+    model = build_open_clip(config)
+    path = tmp_path / 'm.bin'
+    torch.save(model.state_dict(), path)
+    table = model.visual.positional_embedding.detach()
+
+    big = copy.deepcopy(config)
+    big['vision_cfg']['image_size'] = 256
+    reference = build_open_clip(big)
+    state = {k: v for k, v in model.state_dict().items()}
+    x = images(256, batch=1)
+    outputs = {}
+    for antialias in (False, True):
+        state['visual.positional_embedding'] = _plain_bicubic(table, 16, antialias)
+        reference.load_state_dict(state)
+        outputs[antialias] = clip_reference_tokens(reference.visual, x)
+
+    teacher = CLIPTeacher(arch=config, checkpoint=str(path), img_size=256)
+    assert max_diff(teacher(x).tokens, outputs[False]) <= TOL
+    dynamic = CLIPTeacher(arch=config, checkpoint=str(path), dynamic_img_size=True)
+    assert max_diff(dynamic(x).tokens, outputs[False]) <= TOL
+    assert max_diff(outputs[True], outputs[False]) > 1e-3  # the option matters
+    timm_like = CLIPTeacher(
+        arch=config, checkpoint=str(path), img_size=256, pos_embed_resize=dict(antialias=True))
+    assert max_diff(timm_like(x).tokens, outputs[True]) <= TOL
+    with pytest.raises(ConfigError, match=r'pos_embed_resize.mode=.nearest'):
+        CLIPTeacher(arch=config, checkpoint=str(path), pos_embed_resize=dict(mode='nearest'))
+
+    # Adapting a built teacher once gives the teacher built at that size.
+    adapted = CLIPTeacher(arch=config, checkpoint=str(path))
+    assert adapted.adapt_img_size(256) and adapted.img_size == 256
+    assert torch.equal(adapted(x).tokens, teacher(x).tokens)
+    assert not any(p.requires_grad for p in adapted.parameters())

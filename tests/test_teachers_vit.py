@@ -123,3 +123,24 @@ def test_frozen_and_eval(tmp_path):
         teacher(images(48))
     # drop path 0 everywhere
     assert all(type(b.drop_path1).__name__ == 'Identity' for b in teacher.model.blocks)
+
+
+def test_position_table_resampled_as_the_release_at_256px(tmp_path):
+    """A 224 px DeiT-layout file built at 256 px equals timm's own ViT at 256 px
+    whose pos_embed was resampled with plain bicubic (no antialiasing)."""
+    from timm.layers import resample_abs_pos_embed
+    model = build_timm_vit(patch=16, img=224)
+    path = _save(tmp_path, {'model': model.state_dict()})
+    reference = build_timm_vit(patch=16, img=256)
+    state = model.state_dict()
+    state['pos_embed'] = resample_abs_pos_embed(
+        state['pos_embed'], new_size=(16, 16), num_prefix_tokens=1, antialias=False)
+    reference.load_state_dict(state)
+    x = images(256, batch=1)
+
+    teacher = ViTTeacher(arch=vit_arch(patch=16), img_size=256, checkpoint=path)
+    assert max_diff(teacher(x).tokens, _reference(reference, x)) <= TOL
+    adapted = ViTTeacher(arch=vit_arch(patch=16), checkpoint=path)
+    assert adapted.img_size == 224 and adapted.adapt_img_size(256)
+    assert torch.equal(adapted(x).tokens, teacher(x).tokens)
+    assert not any(p.requires_grad for p in adapted.parameters()) and not adapted.training

@@ -8,14 +8,17 @@ trained, never leaves eval mode, is ignored by DDP, and is left OUT of every sav
 state dict: on load it keeps the weights it was built with from its own checkpoint.
 A ViT-L FD checkpoint therefore holds the student and the head only.
 """
+import logging
 from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
+from mmengine.logging import print_log
 from mmengine.registry import DefaultScope
 from mmpretrain.models.backbones import SwinTransformer, SwinTransformerV2
 from mmpretrain.models.selfsup import BaseSelfSupervisor
 
+from mmfd.models.teachers.resampling import TEACHER_VIEW_RESIZE, resize_image, resize_options
 from mmfd.registry import MODELS
 from mmfd.utils.errors import ConfigError
 
@@ -35,9 +38,14 @@ class FeatureDistiller(BaseSelfSupervisor):
             for it when the model is built, before any data is read.
         align (str): how a teacher grid that differs from the student's is aligned:
             ``'resize_input'`` (the release): the teacher sees the crop resized to
-            student_grid x teacher_patch pixels; ``'interpolate_target'``: the
+            student_grid x teacher_patch pixels (a teacher config without
+            ``img_size`` is adapted to that size once, at build);
+            ``'interpolate_target'``: the
             teacher sees its native ``img_size`` and its patch map is bilinearly
             resized to the student grid; ``'none'``: grids must already match.
+        teacher_view_resize (dict, optional): how the crop is resized for the
+            teacher when the sizes differ: ``dict(mode='bilinear', antialias=True)``
+            by default (the release; ``mode='bicubic'`` is the other choice).
         include_cls (bool): regress the CLS token too when both sides have one.
         target_after_final_norm (bool): the target is the teacher's tokens after
             its own final norm (the paper); False takes them before it.
@@ -54,6 +62,7 @@ class FeatureDistiller(BaseSelfSupervisor):
                  head: Optional[dict] = None,
                  input_size=224,
                  align: str = 'resize_input',
+                 teacher_view_resize: Optional[dict] = None,
                  include_cls: bool = True,
                  target_after_final_norm: bool = True,
                  compile_student=False,
@@ -61,6 +70,11 @@ class FeatureDistiller(BaseSelfSupervisor):
                  init_cfg: Optional[dict] = None):
         if align not in self.ALIGN_MODES:
             raise ConfigError(f'model.align={align!r} is not one of {self.ALIGN_MODES}.')
+        self.teacher_view_resize = resize_options(teacher_view_resize, TEACHER_VIEW_RESIZE,
+                                                  'model.teacher_view_resize')
+        # resize_input sets the teacher's size for the user unless the config did.
+        adapt_teacher = align == 'resize_input' and isinstance(teacher, dict) and \
+            teacher.get('img_size') is None
         # Parts are mmpretrain/mmfd types: build them in that scope even when the
         # caller's default scope is another toolbox's (scoped names still work).
         with DefaultScope.overwrite_default_scope('mmpretrain'):
@@ -72,10 +86,10 @@ class FeatureDistiller(BaseSelfSupervisor):
             self.teacher = (
                 teacher if isinstance(teacher, torch.nn.Module) else MODELS.build(teacher))
             self._finish_init(head, align, include_cls, input_size, target_after_final_norm,
-                              compile_student)
+                              compile_student, adapt_teacher)
 
     def _finish_init(self, head, align, include_cls, input_size, target_after_final_norm,
-                     compile_student):
+                     compile_student, adapt_teacher):
         self.teacher.freeze()
         self.teacher.use_final_norm(target_after_final_norm)
         self.align = align
@@ -84,6 +98,8 @@ class FeatureDistiller(BaseSelfSupervisor):
 
         self.student_grid, student_width, self.student_has_cls = self._student_geometry()
         self.teacher_input_size = self._teacher_input_size()
+        if adapt_teacher:
+            self._adapt_teacher()
         self._check_grids()
 
         head = dict(head or {})
@@ -146,6 +162,23 @@ class FeatureDistiller(BaseSelfSupervisor):
             return _pair(t.img_size)
         return self.input_size
 
+    def _adapt_teacher(self):
+        """Builds the teacher for the size resize_input feeds it (e.g. 196 px for a
+        /14 teacher under a /16 student at 224), so no ``teacher.img_size`` is needed."""
+        size = self.teacher_input_size
+        old = self.teacher.img_size
+        if size[0] != size[1] or size[0] == old:
+            return
+        if self.teacher.adapt_img_size(size[0]):
+            print_log(
+                f'FeatureDistiller: align="resize_input" feeds the teacher '
+                f'{size[0]}x{size[1]} crops (student grid {self.student_grid[0]}x'
+                f'{self.student_grid[1]} x teacher patch {self.teacher.patch_size}); '
+                f'{type(self.teacher).__name__} adapted from {old} px, position table '
+                f'resampled once ({_describe(getattr(self.teacher, "pos_embed_resize", {}))}).',
+                logger='current',
+                level=logging.INFO)
+
     def _check_grids(self):
         teacher_grid = self.teacher.grid_size(self.teacher_input_size)
         if self.align != 'interpolate_target' and tuple(teacher_grid) != self.student_grid:
@@ -193,7 +226,7 @@ class FeatureDistiller(BaseSelfSupervisor):
         if self.renormalise:
             x = x * self._teacher_scale + self._teacher_shift
         if tuple(x.shape[-2:]) != self.teacher_input_size:
-            x = F.interpolate(x, size=self.teacher_input_size, mode='bicubic', align_corners=False)
+            x = resize_image(x, self.teacher_input_size, **self.teacher_view_resize)
         return x
 
     @torch.no_grad()
@@ -246,6 +279,12 @@ def _resize_token_map(tokens: torch.Tensor, grid, new_grid, has_cls: bool) -> to
         fmap.float(), size=new_grid, mode='bilinear', align_corners=False).to(patches.dtype)
     patches = fmap.flatten(2).transpose(1, 2)
     return patches if cls is None else torch.cat([cls, patches], dim=1)
+
+
+def _describe(resize: dict) -> str:
+    if not resize:
+        return 'by the teacher'
+    return f'{resize["mode"]}, antialias={resize["antialias"]}'
 
 
 def _pair(size) -> Tuple[int, int]:

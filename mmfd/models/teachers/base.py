@@ -84,6 +84,17 @@ class BaseTeacher(BaseModule):
         self._skip_norm_handle = module.register_forward_hook(
             lambda _module, args, _output: args[0])
 
+    def adapt_img_size(self, img_size: int) -> bool:
+        """Makes the teacher take ``img_size`` inputs, once, at build (FD calls it for
+        ``align='resize_input'`` when the config leaves ``teacher.img_size`` unset).
+
+        Returns True when the teacher changed. Teachers with an absolute position
+        table resample it (see ``pos_embed_resize``); the default changes nothing:
+        a teacher that accepts any size needs nothing, one that does not says so at
+        its first forward.
+        """
+        return False
+
     def grid_size(self, input_hw: Tuple[int, int]) -> Tuple[int, int]:
         """Token grid produced for an input of ``input_hw`` pixels."""
         return input_hw[0] // self.patch_size, input_hw[1] // self.patch_size

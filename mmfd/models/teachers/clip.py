@@ -23,6 +23,7 @@ from mmfd.registry import MODELS
 from mmfd.utils.errors import CheckpointError, ConfigError
 from .base import CLIP_MEAN, CLIP_STD, BaseTeacher
 from .builder import check_input_size, merge_converted_options, require_checkpoint
+from .resampling import POS_EMBED_RESIZE, resample_position_table, resize_options
 
 
 def _open_clip_config(arch: Union[str, dict]) -> dict:
@@ -92,9 +93,12 @@ class CLIPTeacher(BaseTeacher):
             False. OpenAI weights with plain GELU give wrong features silently:
             use the ``-quickgelu`` names for OpenAI weights stored as ``.bin``.
         img_size (int, optional): build for this input size; the checkpoint's
-            position embedding is interpolated (bicubic) once at load.
-        dynamic_img_size (bool): accept any input size, interpolating the position
+            position embedding is resampled once at load (``pos_embed_resize``).
+        dynamic_img_size (bool): accept any input size, resampling the position
             embedding on every call. Default False (other sizes raise).
+        pos_embed_resize (dict, optional): how the position table is resampled to
+            another grid: ``dict(mode='bicubic', antialias=False)`` by default (the
+            FD release's plain bicubic; timm's default antialiases).
         mean, std (sequence, optional): CLIP's statistics (0-255) by default.
         allow_random_init (bool): build without a checkpoint (tests only).
 
@@ -113,8 +117,11 @@ class CLIPTeacher(BaseTeacher):
                  mean: Optional[Sequence[float]] = None,
                  std: Optional[Sequence[float]] = None,
                  allow_random_init: bool = False,
+                 pos_embed_resize: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
+        self.pos_embed_resize = resize_options(pos_embed_resize, POS_EMBED_RESIZE,
+                                               'pos_embed_resize')
         from open_clip.model import CLIPVisionCfg, _build_vision_tower
 
         # A converted file brings its QuickGELU choice: an OpenAI file stays right
@@ -189,14 +196,30 @@ class CLIPTeacher(BaseTeacher):
         if pos.ndim != 2 or pos.shape[1] != target.shape[1]:
             raise CheckpointError(f'{source}: positional_embedding {tuple(pos.shape)} cannot '
                                   f'be resized to {tuple(target.shape)}.')
-        grid = self.visual.grid_size
-        state_dict['positional_embedding'] = _resample(pos, grid)
+        state_dict['positional_embedding'] = self._resample(pos, self.visual.grid_size)
+
+    def _resample(self, pos: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
+        return resample_position_table(pos, grid, num_prefix_tokens=1, **self.pos_embed_resize)
 
     def _pos_embed(self, grid: Tuple[int, int]) -> torch.Tensor:
         pos = self.visual.positional_embedding
         if tuple(grid) == tuple(self.visual.grid_size):
             return pos
-        return _resample(pos, grid)
+        return self._resample(pos, grid)
+
+    def adapt_img_size(self, img_size: int) -> bool:
+        if self.dynamic_img_size or int(img_size) == self.img_size:
+            return False
+        if img_size % self.patch_size:
+            raise ConfigError(f'CLIPTeacher: img_size {img_size} is not a multiple of the '
+                              f'patch size {self.patch_size}.')
+        grid = (img_size // self.patch_size, ) * 2
+        visual = self.visual
+        visual.positional_embedding = torch.nn.Parameter(
+            self._resample(visual.positional_embedding.detach(), grid), requires_grad=False)
+        visual.image_size, visual.grid_size = (img_size, img_size), grid
+        self.img_size = int(img_size)
+        return True
 
     def export_kwargs(self) -> dict:
         return dict(
@@ -226,12 +249,6 @@ class CLIPTeacher(BaseTeacher):
         x = visual.ln_pre(x)
         x = visual.transformer(x)
         return visual.ln_post(x)
-
-
-def _resample(pos: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
-    """[1 + g*g, C] position table -> [1 + gh*gw, C], bicubic (as open_clip/timm)."""
-    from timm.layers import resample_abs_pos_embed
-    return resample_abs_pos_embed(pos[None], new_size=tuple(grid), num_prefix_tokens=1)[0]
 
 
 def _square(size, what: str) -> int:

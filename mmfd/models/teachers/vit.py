@@ -18,6 +18,7 @@ from mmfd.utils.errors import CheckpointError, ConfigError
 from .base import IMAGENET_MEAN, IMAGENET_STD, BaseTeacher
 from .builder import (check_entry, check_input_size, lookup_arch, merge_converted_options,
                       require_checkpoint, unused_keys)
+from .resampling import POS_EMBED_RESIZE, resample_position_table, resize_options
 
 VIT_ARCHS = {
     'vit_tiny_patch16': dict(patch_size=16, embed_dim=192, depth=12, num_heads=3),
@@ -76,10 +77,14 @@ class ViTTeacher(BaseTeacher):
         checkpoint (str): local ``.pth`` / ``.safetensors`` file.
         img_size (int, optional): input size; defaults to the arch's (224). When it
             differs from the checkpoint's position grid, the position embedding is
-            interpolated (bicubic) once at load.
+            resampled once at load (``pos_embed_resize``).
         dynamic_img_size (bool): accept any input size, interpolating the position
-            embedding on every call (timm's ``dynamic_img_size``). Default False:
-            other sizes raise a ConfigError.
+            embedding on every call (timm's ``dynamic_img_size``, which resamples
+            with timm's own antialiased bicubic). Default False: other sizes raise
+            a ConfigError.
+        pos_embed_resize (dict, optional): how the position table is resampled to
+            another grid at load: ``dict(mode='bicubic', antialias=False)`` by
+            default (the FD release's plain bicubic).
         mean, std (sequence, optional): input statistics (0-255 scale); ImageNet's
             by default, which DINO and DeiT were trained with.
         entry (str, optional): for training files that hold two networks (DINO's
@@ -106,10 +111,12 @@ class ViTTeacher(BaseTeacher):
                  std: Optional[Sequence[float]] = None,
                  allow_random_init: bool = False,
                  entry: Optional[str] = None,
+                 pos_embed_resize: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         self.entry, self.strict_entry = check_entry(entry, self.default_entry)
-        from timm.models.vision_transformer import VisionTransformer
+        self.pos_embed_resize = resize_options(pos_embed_resize, POS_EMBED_RESIZE,
+                                               'pos_embed_resize')
         options = merge_converted_options(
             checkpoint,
             self.family,
@@ -129,22 +136,26 @@ class ViTTeacher(BaseTeacher):
         self.dynamic_img_size = dynamic_img_size
         self.mean = tuple(mean) if mean is not None else IMAGENET_MEAN
         self.std = tuple(std) if std is not None else IMAGENET_STD
-        if self.img_size % self.patch_size:
-            raise ConfigError(f'img_size {self.img_size} is not a multiple of the patch '
-                              f'size {self.patch_size}.')
-
-        self.model = VisionTransformer(
-            img_size=self.img_size,
-            num_classes=0,
-            global_pool='',
-            class_token=True,
-            dynamic_img_size=dynamic_img_size,
-            drop_path_rate=0.,
-            weight_init='skip' if load else '',
-            **dims)
+        self.dims = dims
+        self.model = self._build_model(self.img_size, random_init=not load)
         if load:
             self.load_checkpoint(checkpoint)
         self.freeze()
+
+    def _build_model(self, img_size: int, random_init: bool):
+        from timm.models.vision_transformer import VisionTransformer
+        if img_size % self.patch_size:
+            raise ConfigError(f'{type(self).__name__}: img_size {img_size} is not a multiple '
+                              f'of the patch size {self.patch_size}.')
+        return VisionTransformer(
+            img_size=img_size,
+            num_classes=0,
+            global_pool='',
+            class_token=True,
+            dynamic_img_size=self.dynamic_img_size,
+            drop_path_rate=0.,
+            weight_init='' if random_init else 'skip',
+            **self.dims)
 
     def load_checkpoint(self, checkpoint: str) -> None:
         state_dict = unwrap_state_dict(
@@ -163,13 +174,27 @@ class ViTTeacher(BaseTeacher):
         target = self.model.pos_embed
         if pos is None or pos.shape == target.shape or self.explicit_img_size is None:
             return  # equal, or a genuine mismatch the strict load reports
-        from timm.layers import resample_abs_pos_embed
         if pos.ndim != 3 or pos.shape[-1] != target.shape[-1]:
             raise CheckpointError(f'{source}: pos_embed {tuple(pos.shape)} cannot be '
                                   f'resized to {tuple(target.shape)}.')
-        grid = self.img_size // self.patch_size
-        state_dict['pos_embed'] = resample_abs_pos_embed(
-            pos, new_size=(grid, grid), num_prefix_tokens=1)
+        state_dict['pos_embed'] = self._resample(pos, self.img_size)
+
+    def _resample(self, pos: torch.Tensor, img_size: int) -> torch.Tensor:
+        grid = (img_size // self.patch_size, ) * 2
+        return resample_position_table(pos, grid, num_prefix_tokens=1, **self.pos_embed_resize)
+
+    def adapt_img_size(self, img_size: int) -> bool:
+        """Rebuilds timm's module for ``img_size`` with this teacher's weights (its
+        position table resampled once)."""
+        if self.dynamic_img_size or int(img_size) == self.img_size:
+            return False
+        state_dict = self.model.state_dict()
+        model = self._build_model(int(img_size), random_init=False)
+        state_dict['pos_embed'] = self._resample(state_dict['pos_embed'], int(img_size))
+        model.load_state_dict(state_dict)
+        self.model, self.img_size = model, int(img_size)
+        self.freeze()
+        return True
 
     def export_kwargs(self) -> dict:
         return dict(
