@@ -155,3 +155,33 @@ def test_resize_input_sets_the_teacher_size_for_the_user(tmp_path, student):
     assert view.shape[-2:] == (196, 196) and has_cls
     torch.testing.assert_close(target, reference(view).tokens, rtol=0, atol=1e-5)
     assert model.loss(x)['loss'].isfinite()
+
+
+# Modern teachers (not in the paper): config -> (teacher width, target tokens, teacher px)
+MODERN = {
+    'dinov2_vitb14reg_vitb16': (768, 197, 196),  # CLS + 14x14, registers dropped
+    'siglip2_vitb16_vitb16': (768, 196, 224),  # no CLS: 14x14 patches only
+}
+
+
+@pytest.mark.parametrize('name', sorted(MODERN))
+def test_modern_teacher_config_builds_real_model_and_trains_one_step(name):
+    """Real-size timm teacher (random weights) under the config's ViT-B/16 student,
+    shrunk to 2 blocks of the same width (its full depth is the paper configs'
+    FDViT, built above): one forward/backward."""
+    width, tokens, teacher_px = MODERN[name]
+    cfg = load(name)
+    assert cfg.model.teacher.type == 'TimmTeacher' and 'img_size' not in cfg.model.teacher
+    assert cfg.model.backbone.arch == 'base' and cfg.model.backbone.patch_size == 16
+    cfg.model.backbone.arch = dict(
+        embed_dims=768, num_layers=2, num_heads=12, feedforward_channels=3072)
+    model = build(cfg.copy())
+    assert model.teacher.img_size == teacher_px and model.teacher.embed_dim == width
+    assert len(model.teacher.model.blocks) == 12
+    x = torch.randn(1, 3, 224, 224)
+    target, _ = model.compute_target(x)
+    assert target.shape == (1, tokens, width) and torch.isfinite(target).all()
+    loss = model.loss(x)['loss']
+    loss.backward()
+    assert torch.isfinite(loss) and model.head.proj.weight.grad is not None
+    assert all(p.grad is None for p in model.teacher.parameters())

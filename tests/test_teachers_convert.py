@@ -108,3 +108,28 @@ def test_plain_safetensors_is_not_a_converted_teacher(tmp_path):
     save_file({'w': torch.zeros(1)}, path)
     with pytest.raises(CheckpointError, match='not a teacher converted'):
         build_teacher(path)
+
+
+def test_timm_roundtrip(tmp_path, convert_main):
+    """An official-layout DINOv2-reg file -> one timm-layout safetensors + metadata."""
+    import timm
+
+    from mmfd.models.teachers import TimmTeacher
+    tiny = dict(depth=2, embed_dim=64, num_heads=2)
+    torch.manual_seed(0)
+    model = timm.create_model(
+        'vit_base_patch14_reg4_dinov2', num_classes=0, img_size=56, **tiny).state_dict()
+    official = {('register_tokens' if k == 'reg_token' else k): v for k, v in model.items()}
+    official['pos_embed'] = torch.cat([torch.zeros(1, 1, 64), official['pos_embed']], 1)
+    official['mask_token'] = torch.zeros(1, 64)
+    path = str(tmp_path / 'dinov2.pth')
+    torch.save(official, path)
+    original = TimmTeacher(
+        'vit_base_patch14_reg4_dinov2', checkpoint=path, img_size=56, model_kwargs=tiny)
+    _, meta, converted = _roundtrip(convert_main, tmp_path, [
+        '--family', 'timm', '--model', 'vit_base_patch14_reg4_dinov2', '--img-size', '56',
+        '--teacher-kwargs',
+        json.dumps(dict(model_kwargs=tiny)), path
+    ], original, 56)
+    assert meta['family'] == 'timm' and meta['arch'] == 'vit_base_patch14_reg4_dinov2'
+    assert isinstance(converted, TimmTeacher) and converted.has_cls

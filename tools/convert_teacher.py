@@ -7,6 +7,8 @@
         dino_vitbase16_pretrain_full_checkpoint.pth dino_vitb16.safetensors
     python tools/convert_teacher.py --family swin --arch esvit_swin_base \\
         checkpoint_best.pth esvit_swinb.safetensors
+    python tools/convert_teacher.py --family timm --model vit_base_patch14_reg4_dinov2 \\
+        dinov2_vitb14_reg4_pretrain.pth dinov2_vitb14_reg4.safetensors
     python tools/convert_teacher.py --family mmpretrain --config mae_vit-base.py \\
         mae_vit-base.pth mae_vitb.safetensors
 
@@ -31,12 +33,7 @@ import sys
 if __package__ in (None, ''):  # run as a script from a source checkout
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-FAMILY_TYPES = {
-    'clip': 'CLIPTeacher',
-    'vit': 'ViTTeacher',
-    'swin': 'SwinTeacher',
-    'mmpretrain': 'MMPretrainTeacher'
-}
+from mmfd.models.teachers.builder import FAMILIES as FAMILY_TYPES  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -50,6 +47,9 @@ def parse_args(argv=None):
         help='arch name, or a JSON dict of dimensions (clip: '
         'an open_clip model name or config; inferred when omitted)')
     parser.add_argument('--config', help='mmpretrain config file (family mmpretrain)')
+    parser.add_argument(
+        '--model',
+        help="timm model name, e.g. 'vit_base_patch14_reg4_dinov2.lvd142m' (family timm)")
     parser.add_argument(
         '--allow-torchscript',
         action='store_true',
@@ -78,6 +78,10 @@ def teacher_config(args) -> dict:
         if not args.config:
             raise SystemExit('--family mmpretrain needs --config <mmpretrain config file>')
         cfg['config'] = args.config
+    if args.family == 'timm':
+        if not args.model:
+            raise SystemExit('--family timm needs --model <timm model name>')
+        cfg['model'] = args.model
     if args.family == 'clip':
         cfg.setdefault('arch', None)  # inferred from the weights
         cfg['allow_torchscript'] = args.allow_torchscript

@@ -9,10 +9,12 @@ from .builder import build_converted_teacher, build_teacher, teacher_metadata
 from .clip import CLIPTeacher
 from .mmpretrain import MMPretrainTeacher
 from .swin import EsViTTeacher, SwinTeacher
+from .timm_teacher import TimmTeacher
 from .vit import DeiTTeacher, DINOTeacher, ViTTeacher
 
 __all__ = [
     'BaseTeacher', 'TeacherOutput', 'CLIP_MEAN', 'CLIP_STD', 'IMAGENET_MEAN', 'IMAGENET_STD',
     'CLIPTeacher', 'ViTTeacher', 'DINOTeacher', 'DeiTTeacher', 'SwinTeacher', 'EsViTTeacher',
-    'MMPretrainTeacher', 'build_teacher', 'build_converted_teacher', 'teacher_metadata'
+    'MMPretrainTeacher', 'TimmTeacher', 'build_teacher', 'build_converted_teacher',
+    'teacher_metadata'
 ]

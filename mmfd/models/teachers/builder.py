@@ -25,7 +25,8 @@ FAMILIES = {
     'clip': 'CLIPTeacher',
     'vit': 'ViTTeacher',
     'swin': 'SwinTeacher',
-    'mmpretrain': 'MMPretrainTeacher'
+    'mmpretrain': 'MMPretrainTeacher',
+    'timm': 'TimmTeacher',
 }
 
 
@@ -130,7 +131,7 @@ def teacher_metadata(teacher, source: str = '') -> dict:
             version=1,
             family=teacher.family,
             teacher=config,
-            arch=config.get('arch') or config.get('config', {}).get('type'),
+            arch=config.get('arch') or config.get('model') or config.get('config', {}).get('type'),
             mean=list(teacher.mean),
             std=list(teacher.std),
             mean_std_scale='0-255',

@@ -1,0 +1,176 @@
+"""TimmTeacher against timm's own models: modern families, their token layouts,
+statistics and errors. Tiny widths (2 blocks, 64 channels), random weights."""
+import pytest
+import torch
+from teacher_fixtures import TOL, images, max_diff, randomize_
+
+import mmfd  # noqa: F401
+from mmfd.models.algorithms.fd import FeatureDistiller
+from mmfd.models.teachers import TimmTeacher
+from mmfd.utils.errors import CheckpointError, ConfigError
+
+TINY = dict(depth=2, embed_dim=64, num_heads=2)
+# name: (img_size, prefix tokens in timm's sequence, has a class token)
+FAMILIES = {
+    'vit_base_patch14_reg4_dinov2': (112, 5, True),  # CLS + 4 registers
+    'vit_base_patch16_dinov3': (112, 5, True),  # CLS + 4 storage tokens, RoPE
+    'vit_base_patch16_siglip_224': (112, 0, False),  # SigLIP / SigLIP 2: MAP head
+    'eva02_base_patch16_clip_224': (112, 1, True),  # EVA-02-CLIP, RoPE + abs
+    'aimv2_large_patch14_224': (112, 0, False),  # AIMv2: no CLS, RMSNorm
+    'vit_pe_core_base_patch16_224': (112, 1, True),  # Perception Encoder core
+    'vit_base_patch16_radio_v3': (112, 8, True),  # C-RADIO: CLS + 7 registers
+}
+
+
+def _timm_model(name, img):
+    import timm
+    torch.manual_seed(0)
+    model = timm.create_model(name, pretrained=False, num_classes=0, img_size=img, **TINY)
+    return randomize_(model, seed=0, scale=0.02)
+
+
+def _reference_tokens(model, x, prefix, has_cls):
+    """timm's own forward_features, registers dropped: [CLS] + patches."""
+    with torch.no_grad():
+        tokens = model.forward_features(x)
+    patches = tokens[:, prefix:]
+    return torch.cat([tokens[:, :1], patches], 1) if has_cls else patches
+
+
+@pytest.mark.parametrize('name', sorted(FAMILIES))
+def test_parity_with_timm(tmp_path, name):
+    img, prefix, has_cls = FAMILIES[name]
+    model = _timm_model(name, img)
+    from safetensors.torch import save_file
+    path = tmp_path / 'teacher.safetensors'
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+
+    teacher = TimmTeacher(name, checkpoint=str(path), img_size=img, model_kwargs=TINY)
+    x = images(img)
+    out = teacher(x)
+    grid = img // teacher.patch_size
+    assert out.grid == (grid, grid) and out.has_cls == has_cls
+    # registers / storage tokens are never in the target
+    assert out.tokens.shape == (2, int(has_cls) + grid * grid, 64)
+    assert max_diff(out.tokens, _reference_tokens(model, x, prefix, has_cls)) <= TOL
+    # statistics come from the model's own pretrained config, 0-255 scale
+    config = model.pretrained_cfg
+    assert teacher.mean == pytest.approx([255 * m for m in config['mean']])
+    assert teacher.std == pytest.approx([255 * s for s in config['std']])
+    assert not any(p.requires_grad for p in teacher.parameters()) and not teacher.training
+
+
+def test_siglip_statistics_are_the_models_not_openai(tmp_path):
+    """open_clip falls back to OpenAI's statistics for a file; SigLIP needs 0.5/0.5."""
+    teacher = TimmTeacher(
+        'vit_base_patch16_siglip_224.v2_webli', allow_random_init=True, model_kwargs=TINY)
+    assert teacher.mean == (127.5, ) * 3 and teacher.std == (127.5, ) * 3
+
+
+def test_dinov2_official_layout(tmp_path):
+    """DINOv2's own files name the registers `register_tokens`, keep the
+    `mask_token`, and give the CLS token a row of the position table (timm folds it
+    into cls_token): timm's filter converts them; the tokens match."""
+    name = 'vit_base_patch14_reg4_dinov2'
+    model = _timm_model(name, 112)
+    official = {
+        ('register_tokens' if k == 'reg_token' else k): v
+        for k, v in model.state_dict().items()
+    }
+    cls_position = torch.randn(1, 1, 64) * 0.02
+    official['pos_embed'] = torch.cat([cls_position, official['pos_embed']], dim=1)
+    official['cls_token'] = official['cls_token'] - cls_position
+    official['mask_token'] = torch.zeros(1, 64)
+    path = tmp_path / 'dinov2_vitb14_reg4_pretrain.pth'
+    torch.save(official, path)
+    teacher = TimmTeacher(name, checkpoint=str(path), img_size=112, model_kwargs=TINY)
+    x = images(112)
+    assert max_diff(teacher(x).tokens, _reference_tokens(model, x, 5, True)) <= TOL
+
+
+def test_pooled_target_and_before_norm_ablation(tmp_path):
+    name = 'vit_base_patch16_siglip_224'
+    model = _timm_model(name, 112)
+    path = tmp_path / 'siglip.pth'
+    torch.save(model.state_dict(), path)
+    x = images(112)
+    with torch.no_grad():
+        features = model.forward_features(x)
+        pooled = model.forward_head(features, pre_logits=True)
+    teacher = TimmTeacher(
+        name, checkpoint=str(path), img_size=112, model_kwargs=TINY, cls_target='pooled')
+    out = teacher(x)
+    assert out.has_cls and out.tokens.shape == (2, 50, 64)
+    assert max_diff(out.tokens[:, 0], pooled) <= TOL
+    assert max_diff(out.tokens[:, 1:], features) <= TOL
+
+    # Before the final norm: the input of timm's `norm`, captured in its own forward.
+    captured = {}
+    handle = model.norm.register_forward_hook(lambda m, a, o: captured.setdefault('x', a[0]))
+    with torch.no_grad():
+        model.forward_features(x)
+    handle.remove()
+    teacher.use_final_norm(False)
+    assert max_diff(teacher(x).tokens[:, 1:], captured['x']) <= TOL
+
+
+def test_errors(tmp_path):
+    with pytest.raises(
+            ConfigError,
+            match=r"vit_base_patch14_reg4_dinov3.*Did you mean "
+            r".*vit_base_patch14_reg4_dinov2"):
+        TimmTeacher('vit_base_patch14_reg4_dinov3', allow_random_init=True)
+    with pytest.raises(ConfigError, match=r'no class token.*pooled'):
+        TimmTeacher(
+            'vit_base_patch16_siglip_224',
+            allow_random_init=True,
+            model_kwargs=TINY,
+            cls_target='token')
+    with pytest.raises(ConfigError, match='needs checkpoint'):
+        TimmTeacher('vit_base_patch16_siglip_224', model_kwargs=TINY)
+    # A file of another model: timm's strict load fails, named with the file.
+    other = _timm_model('vit_base_patch16_siglip_224', 112)
+    path = tmp_path / 'siglip.pth'
+    torch.save(other.state_dict(), path)
+    with pytest.raises(CheckpointError, match=r'siglip\.pth does not load into timm'):
+        TimmTeacher(
+            'vit_base_patch14_reg4_dinov2', checkpoint=str(path), img_size=112, model_kwargs=TINY)
+    with pytest.raises(CheckpointError, match='not found|No such file|does not exist'):
+        TimmTeacher('vit_base_patch16_siglip_224', checkpoint=str(tmp_path / 'missing.pth'))
+
+
+@pytest.mark.parametrize('cls_target', ['auto', 'pooled'])
+def test_no_cls_teacher_distils_into_a_cls_student(tmp_path, cls_target):
+    """SigLIP (no CLS) -> FDViT (CLS): patch-only or pooled-as-CLS target; 30
+    AdamW steps on one batch lower the loss."""
+    torch.manual_seed(0)
+    model = FeatureDistiller(
+        backbone=dict(
+            type='FDViT',
+            arch=dict(embed_dims=32, num_layers=2, num_heads=4, feedforward_channels=64),
+            img_size=64,
+            patch_size=16,
+            drop_path_rate=0.1),
+        teacher=dict(
+            type='TimmTeacher',
+            model='vit_base_patch16_siglip_224',
+            allow_random_init=True,
+            cls_target=cls_target,
+            model_kwargs=TINY),
+        input_size=64)
+    assert model.teacher.img_size == 64  # built for the size FD feeds it
+    model.init_weights()
+    model.train()
+    target, has_cls = model.compute_target(torch.randn(2, 3, 64, 64))
+    assert has_cls == (cls_target == 'pooled') and target.shape[1] == 16 + int(has_cls)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optim = torch.optim.AdamW(params, lr=1e-3)
+    x = torch.randn(4, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    losses = []
+    for _ in range(30):
+        loss = model.loss(x)['loss']
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+        losses.append(loss.item())
+    assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5, losses
