@@ -174,3 +174,112 @@ def test_no_cls_teacher_distils_into_a_cls_student(tmp_path, cls_target):
         optim.step()
         losses.append(loss.item())
     assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5, losses
+
+
+# ------------------------------------------------------------------ official layouts
+# Each writer turns timm's state dict into the layout the family's own release ships
+# (the inverse of timm's checkpoint filter), so the test loads what users download.
+def _dinov3_official(state):
+    out = {}
+    for key, value in state.items():
+        key = key.replace('reg_token', 'storage_tokens')
+        key = key.replace('gamma_1', 'ls1.gamma').replace('gamma_2', 'ls2.gamma')
+        out[key] = value
+        if key.endswith('attn.qkv.weight'):  # the release's all-zero, masked k bias
+            out[key.replace('weight', 'bias')] = torch.zeros(value.shape[0])
+            out[key.replace('weight', 'bias_mask')] = torch.ones(value.shape[0])
+    out['mask_token'] = torch.zeros(1, 1, state['cls_token'].shape[-1])
+    out['rope_embed.periods'] = torch.ones(8)
+    return out
+
+
+def _pe_official(state):
+    """Perception Encoder's CLIP-style `visual.` layout."""
+    swaps = [('patch_embed.proj', 'conv1'), ('norm_pre', 'ln_pre'),
+             ('blocks.', 'transformer.resblocks.'), ('.norm1', '.ln_1'), ('.norm2', '.ln_2'),
+             ('attn.qkv.', 'attn.in_proj_'), ('attn.proj', 'attn.out_proj'),
+             ('mlp.fc1', 'mlp.c_fc'), ('mlp.fc2', 'mlp.c_proj')]
+    out = {}
+    for key, value in state.items():
+        if key.startswith('attn_pool.'):
+            continue
+        if key == 'cls_token':
+            key, value = 'class_embedding', value.flatten()
+        elif key == 'pos_embed':
+            key, value = 'positional_embedding', value[0]
+        elif key.startswith('norm.'):
+            key = key.replace('norm.', 'ln_post.')
+        else:
+            for old, new in swaps:
+                key = key.replace(old, new)
+        out['visual.' + key] = value
+    pool = {k[len('attn_pool.'):]: v for k, v in state.items() if k.startswith('attn_pool.')}
+    for part in ('weight', 'bias'):
+        out[f'visual.attn_pool.attn.in_proj_{part}'] = torch.cat(
+            [pool[f'q.{part}'], pool[f'kv.{part}']])
+        out[f'visual.attn_pool.attn.out_proj.{part}'] = pool[f'proj.{part}']
+        out[f'visual.attn_pool.layernorm.{part}'] = pool[f'norm.{part}']
+        out[f'visual.attn_pool.mlp.c_fc.{part}'] = pool[f'mlp.fc1.{part}']
+        out[f'visual.attn_pool.mlp.c_proj.{part}'] = pool[f'mlp.fc2.{part}']
+    out['visual.attn_pool.probe'] = pool['latent']
+    return out
+
+
+def _aimv2_official(state):
+    """Apple's AIMv2 layout (preprocessor / trunk)."""
+    out = {}
+    for key, value in state.items():
+        if key.startswith('patch_embed.'):
+            key = 'preprocessor.patchifier.' + key[len('patch_embed.'):]
+        elif key == 'pos_embed':
+            key = 'preprocessor.pos_embed'
+        elif key.startswith('norm.'):
+            key = 'trunk.post_trunk_norm.' + key[len('norm.'):]
+        else:
+            key = 'trunk.' + key.replace('norm1', 'norm_1').replace('norm2', 'norm_2')
+            key = key.replace('fc1_g', 'fc1').replace('fc1_x', 'fc3')
+        out[key] = value
+    return out
+
+
+def _radio_official(state):
+    """NVIDIA RADIO's `radio_model.model.` layout: a bias-free linear patch embedder,
+    CLS + registers in one table, layer scale named `grandma`."""
+    prefix = 'radio_model.model.'
+    out = {'radio_model.input_conditioner.norm_mean': torch.zeros(3, 1, 1)}
+    weight = state['patch_embed.proj.weight']
+    out[prefix + 'patch_generator.embedder.weight'] = weight.reshape(weight.shape[0], -1)
+    out[prefix + 'patch_generator.pos_embed'] = state['pos_embed']
+    out[prefix + 'patch_generator.cls_token.token'] = torch.cat(
+        [state['cls_token'][0], state['reg_token'][0]])
+    for key, value in state.items():
+        if key.startswith('blocks.'):
+            out[prefix + key.replace('.gamma', '.grandma')] = value
+    return out
+
+
+def _eva02_clip_official(state):
+    """open_clip's EVA-02-CLIP files: the timm trunk under `visual.trunk.`."""
+    return {'visual.trunk.' + k: v for k, v in state.items()}
+
+
+OFFICIAL = {
+    'vit_base_patch16_dinov3': _dinov3_official,
+    'vit_pe_core_base_patch16_224': _pe_official,
+    'aimv2_large_patch14_224': _aimv2_official,
+    'vit_base_patch16_radio_v3': _radio_official,
+    'eva02_base_patch16_clip_224': _eva02_clip_official,
+}
+
+
+@pytest.mark.parametrize('name', sorted(OFFICIAL))
+def test_official_layouts(tmp_path, name):
+    img, prefix, has_cls = FAMILIES[name]
+    model = _timm_model(name, img)
+    if name.endswith('radio_v3'):  # RADIO's patch embedder has no bias
+        torch.nn.init.zeros_(model.patch_embed.proj.bias)
+    path = tmp_path / f'{name}_official.pth'
+    torch.save({'state_dict': OFFICIAL[name](model.state_dict())}, path)
+    teacher = TimmTeacher(name, checkpoint=str(path), img_size=img, model_kwargs=TINY)
+    x = images(img)
+    assert max_diff(teacher(x).tokens, _reference_tokens(model, x, prefix, has_cls)) <= TOL
