@@ -2,6 +2,7 @@
 the simple feature pyramid (unit level; the train loops are in
 test_downstream_train.py)."""
 import importlib.util
+import re
 
 import pytest
 import torch
@@ -390,3 +391,162 @@ def test_checkpoint_written_by_fd_training_converts_and_loads(tmp_path):
         assert torch.equal(loaded[key], value), key
     for layer in model.layers:
         assert torch.equal(layer.attn.relative_position_bias_table, student[SHARED])
+
+
+# ----------------------------------------------------------------- FD checkpoint in memory
+# The downstream backbones of configs/_base_/backbones/fd_vit_base_p16.py and
+# fd_swinv2_base_w14.py, tiny.
+VIT_BACKBONE = dict(
+    type='mmpretrain.BEiTViT',
+    arch=TINY_VIT,
+    patch_size=16,
+    use_abs_pos_emb=False,
+    use_rel_pos_bias=True,
+    use_shared_rel_pos_bias=False,
+    layer_scale_init_value=0.1,
+    bias='qv_bias',
+    final_norm=False,
+    layer_cfgs=dict(ffn_cfg=dict(add_identity=False, dropout_layer=None)),
+    out_type='featmap')
+SWIN_BACKBONE = dict(
+    type='mmpretrain.FDSwinTransformerV2',
+    arch=TINY_SWIN,
+    img_size=TINY_SWIN_IMG,
+    window_size=TINY_SWIN_WINDOWS,
+    out_indices=(0, 1, 2, 3),
+    pad_small_map=True)
+NEW_SWIN_NORMS = r'^norm[012]\.'  # FD trains norm3 only
+
+
+def build_initialised(cfg, **init_cfg):
+    """MODELS.build + the owner's own init_weights, as a runner does."""
+    from mmpretrain.registry import MODELS
+    model = MODELS.build(dict(cfg, init_cfg=dict(type='StrictPretrained', **init_cfg)))
+    model.init_weights()
+    return model
+
+
+def file_tensors(path, prefix=''):
+    state = torch.load(path, weights_only=True)['state_dict']
+    return {k[len(prefix):]: v for k, v in state.items()}
+
+
+@pytest.mark.parametrize('backbone_size,option', [(TINY_VIT_IMG, TINY_VIT_IMG), (96, 96),
+                                                  (96, None)])
+def test_strict_pretrained_converts_the_fd_vit_checkpoint_in_memory(fd_vit, tmp_path, backbone_size,
+                                                                    option):
+    """convert='fd_vit' == convert_fd_checkpoint to a file + loading the file, tensor
+    for tensor, at the FD grid and at another one (img_size defaults to the
+    backbone's); every tensor survives the owner's init_weights."""
+    path, _ = fd_vit
+    out = tmp_path / 'converted.pth'
+    convert_fd_checkpoint(path, out, target='mmpretrain', img_size=backbone_size)
+    cfg = dict(VIT_BACKBONE, img_size=backbone_size)
+    from_file = build_initialised(
+        cfg, checkpoint=str(out), prefix='backbone.', ignore_unexpected=[r'^ln1\.'])
+    in_memory = build_initialised(
+        cfg, checkpoint=str(path), convert='fd_vit', img_size=option, ignore_unexpected=[r'^ln1\.'])
+    got, expected = in_memory.state_dict(), from_file.state_dict()
+    assert set(got) == set(expected)
+    for key in got:
+        assert torch.equal(got[key], expected[key]), key
+    written = file_tensors(out, 'backbone.')
+    assert written['layers.0.attn.relative_position_bias_table'].shape[0] == \
+        (2 * backbone_size // 16 - 1)**2 + 3
+    for key, value in written.items():
+        if not key.startswith('ln1.'):  # FD's final norm: not part of the backbone
+            assert torch.equal(got[key], value), key
+    in_memory(torch.randn(1, 3, backbone_size, backbone_size))  # first forward: weights intact
+
+
+def test_strict_pretrained_converts_the_fd_swinv2_checkpoint_in_memory(fd_swin, tmp_path):
+    path, _ = fd_swin
+    out = tmp_path / 'swin_mmdet.pth'
+    convert_fd_checkpoint(path, out, target='mmdet')
+    from_file = build_initialised(
+        SWIN_BACKBONE, checkpoint=str(out), ignore_missing=[NEW_SWIN_NORMS])
+    in_memory = build_initialised(
+        SWIN_BACKBONE, checkpoint=str(path), convert='fd_swinv2', ignore_missing=[NEW_SWIN_NORMS])
+    got, expected = in_memory.state_dict(), from_file.state_dict()
+    assert set(got) == set(expected)
+    for key in got:
+        if not re.match(NEW_SWIN_NORMS, key):  # new norms: randomly initialised
+            assert torch.equal(got[key], expected[key]), key
+    for key, value in file_tensors(out).items():
+        assert torch.equal(got[key], value), key
+    in_memory(torch.randn(1, 3, TINY_SWIN_IMG, TINY_SWIN_IMG))
+
+
+def test_in_memory_conversion_options_are_checked(fd_vit, fd_swin):
+    from mmfd.utils.errors import ConfigError
+    vit_path, swin_path = str(fd_vit[0]), str(fd_swin[0])
+    cfg = dict(VIT_BACKBONE, img_size=TINY_VIT_IMG)
+    with pytest.raises(ConfigError, match=r'img_size=96 gives a 6x6 patch grid.*4x4'):
+        build_initialised(cfg, checkpoint=vit_path, convert='fd_vit', img_size=96)
+    with pytest.raises(CheckpointError, match="holds a vit FD student.*use convert='fd_vit'"):
+        build_initialised(cfg, checkpoint=vit_path, convert='fd_swinv2')
+    with pytest.raises(CheckpointError, match="holds a swinv2 FD student.*use convert='fd_swinv2'"):
+        build_initialised(SWIN_BACKBONE, checkpoint=swin_path, convert='fd_vit')
+    with pytest.raises(ConfigError, match="img_size applies to convert='fd_vit' only"):
+        build_initialised(SWIN_BACKBONE, checkpoint=swin_path, convert='fd_swinv2', img_size=64)
+    with pytest.raises(ConfigError, match='is not one of'):
+        build_initialised(cfg, checkpoint=vit_path, convert='fd_beit')
+    with pytest.raises(ConfigError, match='img_size is an option of convert'):
+        build_initialised(cfg, checkpoint=vit_path, img_size=64)
+    with pytest.raises(ConfigError, match="prefix='model.' with convert='fd_vit'"):
+        build_initialised(cfg, checkpoint=vit_path, convert='fd_vit', prefix='model.')
+
+
+def test_weights_redrawn_by_the_owners_init_fail_at_the_first_forward(tmp_path):
+    """mmpretrain's VisionTransformer re-draws pos_embed in its own init_weights,
+    after every initializer, unless init_cfg type is literally 'Pretrained'."""
+    from mmpretrain.registry import MODELS
+    cfg = dict(
+        type='mmpretrain.VisionTransformer',
+        arch=dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64),
+        img_size=32,
+        patch_size=16)
+    torch.manual_seed(0)
+    source = MODELS.build(cfg)
+    with torch.no_grad():
+        for param in source.parameters():
+            param.normal_()
+    torch.save({'state_dict': source.state_dict()}, tmp_path / 'vit.pth')
+    x = torch.randn(1, 3, 32, 32)
+
+    model = build_initialised(cfg, checkpoint=str(tmp_path / 'vit.pth'))
+    assert torch.equal(model.cls_token, source.cls_token)
+    assert not torch.equal(model.pos_embed, source.pos_embed)  # re-drawn after the load
+    with pytest.raises(CheckpointError, match=r're-initialised after loading \(1\): pos_embed'):
+        model(x)
+    model(x)  # reported once
+
+    # Weights loaded again on purpose (load_from / resume) are the user's choice.
+    model = build_initialised(cfg, checkpoint=str(tmp_path / 'vit.pth'))
+    model.load_state_dict(source.state_dict())
+    model(x)
+
+
+def test_cli_publish_names_the_file_by_its_sha256(fd_vit, tmp_path, capsys):
+    import hashlib
+    path, _ = fd_vit
+    spec = importlib.util.spec_from_file_location('convert_fd_checkpoint',
+                                                  REPO / 'tools' / 'convert_fd_checkpoint.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    assert tool.main([str(path), str(tmp_path / 'fd_vit.pth'), '--publish']) == 0
+    (published, ) = tmp_path.glob('fd_vit-*.pth')
+    digest = hashlib.sha256(published.read_bytes()).hexdigest()
+    assert published.name == f'fd_vit-{digest[:8]}.pth'
+    assert not (tmp_path / 'fd_vit.pth').exists()
+    assert f'wrote {published}' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize('name', ['converted.pth', 'converted.safetensors'])
+def test_convert_on_a_converted_file_says_so(fd_vit, tmp_path, name):
+    out = tmp_path / name
+    convert_fd_checkpoint(fd_vit[0], out, target='mmdet')
+    with pytest.raises(CheckpointError, match='is a converted backbone checkpoint') as err:
+        build_initialised(
+            dict(VIT_BACKBONE, img_size=TINY_VIT_IMG), checkpoint=str(out), convert='fd_vit')
+    assert str(out) in str(err.value) and 'without convert' in str(err.value)

@@ -5,6 +5,7 @@
     python tools/convert_fd_checkpoint.py FD.pth OUT.pth --target mmdet --img-size 1024
     python tools/convert_fd_checkpoint.py FD.pth OUT.pth --target mmseg --img-size 512
     python tools/convert_fd_checkpoint.py FD.pth OUT.safetensors --target mmpretrain
+    python tools/convert_fd_checkpoint.py FD.pth fd_vitb.pth --publish  # fd_vitb-1a2b3c4d.pth
 
 Keeps the student only (``backbone.*``; the projection head and any teacher weights
 are dropped). For a ViT student the shared relative position table is copied into
@@ -12,9 +13,16 @@ every block (``--no-per-layer-rel-pos`` keeps it shared) and, with ``--img-size`
 interpolated to the new patch grid. ``--target mmpretrain`` writes ``backbone.``-
 prefixed keys, ``mmdet``/``mmseg`` un-prefixed ones (each toolbox's convention for
 ``init_cfg=dict(type='StrictPretrained', checkpoint=..., prefix=...)``).
+``--publish`` renames the output to NAME-<first 8 hex digits of its sha256>.EXT, as
+mmpretrain's publish_model does. FD.pth may be a URL mmengine.fileio reads
+(``--backend-args`` configures its backend).
+
+Fine-tuning needs no converted file: StrictPretrained(convert='fd_vit') reads the FD
+checkpoint itself and converts it in memory; this tool writes portable files.
 See mmfd/checkpoint/fd_to_backbone.py and the README section "Downstream".
 """
 import argparse
+import json
 import os.path as osp
 import sys
 
@@ -51,6 +59,16 @@ def parse_args(argv=None):
         '--safetensors',
         action='store_true',
         help='write safetensors (implied by a .safetensors dst)')
+    parser.add_argument(
+        '--publish',
+        action='store_true',
+        help='rename the output to NAME-<sha256[:8]>.EXT (a published file names its hash)')
+    parser.add_argument(
+        '--backend-args',
+        type=json.loads,
+        default=None,
+        help='JSON dict of mmengine.fileio backend arguments to read src, '
+        'e.g. \'{"backend": "petrel"}\'')
     return parser.parse_args(argv)
 
 
@@ -63,13 +81,16 @@ def main(argv=None):
             target=args.target,
             per_layer_rel_pos=args.per_layer_rel_pos,
             img_size=args.img_size,
-            safetensors=True if args.safetensors else None)
+            safetensors=True if args.safetensors else None,
+            backend_args=args.backend_args,
+            publish=args.publish)
     except MMFDError as err:
         print(f'error: {err}', file=sys.stderr)
         return 1
     dropped = info.pop('dropped')
+    path = info.pop('path')
     summary = ', '.join(f'{k}={v}' for k, v in info.items())
-    print(f'wrote {args.dst}: {summary}')
+    print(f'wrote {path}: {summary}')
     print(f'dropped {len(dropped)} non-student keys' +
           (f' ({", ".join(dropped[:6])}{", ..." if len(dropped) > 6 else ""})' if dropped else ''))
     return 0

@@ -33,6 +33,11 @@ Output layout per ``target`` (keys inside the file):
 
 With ``safetensors=True`` the same flat dict goes to a ``.safetensors`` file (the
 metadata as JSON strings); ``StrictPretrained`` reads both formats.
+
+No file is needed to fine-tune: ``init_cfg=dict(type='StrictPretrained',
+checkpoint=FD.pth, convert='fd_vit')`` (or ``'fd_swinv2'``) runs the same conversion
+in memory (:func:`fd_to_module`) for the backbone being initialised. Files are for
+publishing (``tools/convert_fd_checkpoint.py --publish``).
 """
 import math
 import os
@@ -41,8 +46,10 @@ from typing import Dict, Optional, Tuple
 
 import torch
 
-from mmfd.checkpoint.io import load_checkpoint_file, save_safetensors
 from mmfd.utils.errors import CheckpointError, ConfigError
+from .io import load_checkpoint_file, save_safetensors
+from .publish import publish_checkpoint
+from .unwrap import select_prefix, unwrap_state_dict
 
 StateDict = Dict[str, torch.Tensor]
 
@@ -55,26 +62,27 @@ SWIN_DERIVED_BUFFERS = ('relative_coords_table', 'relative_position_index')
 
 
 # ----------------------------------------------------------------- reading
-def load_fd_student(path) -> Tuple[StateDict, dict, list]:
-    """Reads an FD checkpoint; returns (student state dict without the
-    ``backbone.`` prefix, the file's meta dict, the dropped keys)."""
-    obj = load_checkpoint_file(path)  # weights_only torch.load or safetensors
+def fd_student_of(obj: dict, source: str) -> Tuple[StateDict, dict, list]:
+    """The student of an FD checkpoint already read (:func:`load_checkpoint_file`);
+    returns (student state dict without the ``backbone.`` prefix, the file's meta
+    dict, the dropped keys)."""
     meta = obj.get('meta', {}) if isinstance(obj, dict) else {}
-    state = obj.get('state_dict', obj) if isinstance(obj, dict) else obj
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(
-            f'{path}: expected an mmengine checkpoint ({{"state_dict": {{...}}}}) '
-            'or a flat dict of tensors.')
-    state = {(k[len('module.'):] if k.startswith('module.') else k): v for k, v in state.items()}
-    student = {k[len('backbone.'):]: v for k, v in state.items() if k.startswith('backbone.')}
-    if not student:
+    state = unwrap_state_dict(obj, source=str(source), nesting_keys=('state_dict', ))
+    if not any(k.startswith('backbone.') for k in state):
         shown = ', '.join(sorted(state)[:8])
         raise CheckpointError(
-            f'{path} has no "backbone.*" key, so it is not an FD checkpoint of '
+            f'{source} has no "backbone.*" key, so it is not an FD checkpoint of '
             f'FeatureDistiller (keys: {shown}{", ..." if len(state) > 8 else ""}). '
             'Pass the .pth that tools/train.py wrote for a configs/fd/* config.')
+    student = select_prefix(state, 'backbone.', str(source))
     dropped = sorted(k for k in state if not k.startswith('backbone.'))
     return student, (meta if isinstance(meta, dict) else {}), dropped
+
+
+def load_fd_student(path, backend_args: Optional[dict] = None) -> Tuple[StateDict, dict, list]:
+    """Reads an FD checkpoint (local path or URL, see :func:`load_checkpoint_file`);
+    returns what :func:`fd_student_of` does."""
+    return fd_student_of(load_checkpoint_file(path, backend_args=backend_args), path)
 
 
 # ----------------------------------------------------------------- structure
@@ -219,19 +227,99 @@ def fd_to_backbone(student: StateDict,
     return convert_swinv2(student)
 
 
+# ----------------------------------------------------------------- in memory
+# StrictPretrained's ``convert`` option -> the student it expects in the file.
+CONVERTERS = {'fd_vit': 'vit', 'fd_swinv2': 'swinv2'}
+
+
+def model_grid(model_state: StateDict) -> Optional[int]:
+    """The patch grid a downstream BEiTViT's tables are built for (None: no table)."""
+    for key in ('layers.0.attn.relative_position_bias_table', SHARED_TABLE):
+        if key in model_state:
+            return table_grid(model_state[key])
+    return None
+
+
+def is_converted(obj: dict) -> bool:
+    """Whether ``obj`` is :func:`convert_fd_checkpoint`'s output: its meta says so
+    (.pth), or a ViT's tables are per block with no shared one (.safetensors)."""
+    meta = obj.get('meta') if isinstance(obj, dict) else None
+    if isinstance(meta, dict) and 'mmfd_conversion' in meta:
+        return True
+    keys = list(obj.get('state_dict', obj)) if isinstance(obj, dict) else []
+    per_block = any(
+        re.search(r'(^|\.)layers\.\d+\.attn\.relative_position_bias_table$', k) for k in keys)
+    return per_block and not any(k.endswith(SHARED_TABLE) for k in keys)
+
+
+def fd_to_module(obj: dict,
+                 source: str,
+                 convert: str,
+                 module,
+                 img_size: Optional[int] = None) -> Tuple[StateDict, dict]:
+    """An FD checkpoint already read -> the state dict of ``module`` (no prefix).
+
+    The conversion :func:`convert_fd_checkpoint` writes to a file, done in memory for
+    the module at hand: its table layout decides per-layer vs shared tables, and
+    ``img_size`` defaults to the one its tables are built for (an explicit other one
+    is a ConfigError: it could only fail to load).
+    """
+    if convert not in CONVERTERS:
+        raise ConfigError(f'StrictPretrained: convert={convert!r} is not one of '
+                          f'{sorted(CONVERTERS)} (None: the file is already a backbone '
+                          'checkpoint).')
+    if is_converted(obj):
+        raise CheckpointError(
+            f'{source} is a converted backbone checkpoint (tools/convert_fd_checkpoint.py '
+            f'output), not an FD training checkpoint, so convert={convert!r} does not apply: '
+            "load it without convert (with prefix='backbone.' for --target mmpretrain "
+            'files), or give convert the FD checkpoint itself.')
+    student, _, dropped = fd_student_of(obj, source)
+    kind = student_kind(student)
+    if kind != CONVERTERS[convert]:
+        fits = next(name for name, k in CONVERTERS.items() if k == kind)
+        raise CheckpointError(f'{source} holds a {kind} FD student, but convert={convert!r} was '
+                              f'asked for: use convert={fits!r} (or check the file).')
+    if kind == 'swinv2':
+        if img_size is not None:
+            raise ConfigError("StrictPretrained: img_size applies to convert='fd_vit' only: "
+                              "SwinV2's position bias is continuous (set the window sizes "
+                              'in the backbone config).')
+        backbone, info = convert_swinv2(student)
+    else:
+        model_state = module.state_dict()
+        grid = model_grid(model_state)
+        patch = student['patch_embed.projection.weight'].shape[-1]
+        if img_size is None and grid is not None:
+            img_size = grid * patch
+        elif img_size is not None and grid is not None and img_size != grid * patch:
+            raise ConfigError(
+                f'StrictPretrained: img_size={img_size} gives a {img_size // patch}x'
+                f'{img_size // patch} patch grid, but {type(module).__name__}\'s position '
+                f'tables are for {grid}x{grid} (img_size={grid * patch}): drop img_size '
+                '(it defaults to the backbone\'s) or make it match the backbone.')
+        backbone, info = convert_vit(student, SHARED_TABLE not in model_state, img_size)
+    info['dropped'] = dropped
+    return backbone, info
+
+
 def convert_fd_checkpoint(src,
                           dst,
                           target: str = 'mmpretrain',
                           per_layer_rel_pos: bool = True,
                           img_size: Optional[int] = None,
-                          safetensors: Optional[bool] = None) -> dict:
-    """Converts the FD checkpoint ``src`` and writes ``dst``; returns a summary.
+                          safetensors: Optional[bool] = None,
+                          backend_args: Optional[dict] = None,
+                          publish: bool = False) -> dict:
+    """Converts the FD checkpoint ``src`` (local or a URL read with ``backend_args``)
+    and writes ``dst``; returns a summary (``info['path']``: the file written).
 
-    ``safetensors=None`` picks the format from ``dst``'s extension.
+    ``safetensors=None`` picks the format from ``dst``'s extension. ``publish``
+    renames the output to ``NAME-<sha256[:8]>.ext`` (:mod:`mmfd.checkpoint.publish`).
     """
     if target not in TARGETS:
         raise ConfigError(f'target must be one of {TARGETS}, got {target!r}')
-    student, meta, dropped = load_fd_student(src)
+    student, meta, dropped = load_fd_student(src, backend_args=backend_args)
     backbone, info = fd_to_backbone(student, per_layer_rel_pos, img_size)
     prefix = TARGET_PREFIX[target]
     state_dict = {prefix + k: v.detach().cpu().contiguous() for k, v in backbone.items()}
@@ -254,4 +342,5 @@ def convert_fd_checkpoint(src,
         save_safetensors(state_dict, str(dst), metadata=out_meta)
     else:
         torch.save({'state_dict': state_dict, 'meta': out_meta}, str(dst))
+    info['path'] = publish_checkpoint(str(dst)) if publish else str(dst)
     return info

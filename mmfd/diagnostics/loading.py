@@ -8,8 +8,10 @@ carries its config (``meta['cfg']``, as mmengine's Runner writes), or both.
 - ``checkpoint.pth``: the config is read from ``meta['cfg']``;
 - ``config.py,checkpoint.pth``: this config, these weights.
 
-Checkpoints are read with ``torch.load(weights_only=True)``: a file from the
-internet cannot run code (mmfd allow-lists what mmengine itself writes).
+Checkpoints are read by :func:`mmfd.checkpoint.load_checkpoint_file`
+(``torch.load(weights_only=True)``: a file from the internet cannot run code; mmfd
+allow-lists what mmengine itself writes) and loaded strictly by
+:func:`mmfd.checkpoint.check_and_load`.
 
 FD checkpoints hold no teacher weights (``FeatureDistiller`` leaves them out):
 the teacher is rebuilt from the teacher checkpoint named in the config, so that
@@ -19,9 +21,9 @@ file must exist where the tool runs; point to a local copy with
 from pathlib import Path
 from typing import Optional, Tuple
 
-import torch
 from torch import nn
 
+from mmfd.checkpoint import check_and_load, load_checkpoint_file, unwrap_state_dict
 from mmfd.utils.errors import CheckpointError, ConfigError
 
 CONFIG_SUFFIXES = ('.py', '.yaml', '.yml', '.json')
@@ -39,12 +41,6 @@ def split_spec(spec: str) -> Tuple[str, str]:
     raise ConfigError(f'model spec {spec!r}: use CONFIG, CHECKPOINT or CONFIG,CHECKPOINT.')
 
 
-def read_checkpoint(path) -> dict:
-    # mmfd's one safe reader: weights_only / safetensors, clear errors.
-    from mmfd.checkpoint.io import load_checkpoint_file
-    return load_checkpoint_file(path)
-
-
 def config_of(config_path, checkpoint):
     from mmengine.config import Config
     if config_path is not None:
@@ -58,40 +54,32 @@ def config_of(config_path, checkpoint):
     return Config.fromstring(text, file_format='.py')
 
 
-def state_dict_of(checkpoint: dict, source) -> dict:
-    if isinstance(checkpoint, dict) and isinstance(checkpoint.get('state_dict'), dict):
-        return checkpoint['state_dict']
-    if isinstance(checkpoint, dict) and all(
-            isinstance(v, torch.Tensor) for v in checkpoint.values()):
-        return checkpoint
-    raise CheckpointError(f'{source}: no "state_dict" in the checkpoint.')
-
-
-def load_weights(model: nn.Module, state_dict: dict, source) -> None:
-    state_dict = {
-        k[len('module.'):] if k.startswith('module.') else k: v
-        for k, v in state_dict.items()
-    }
-    try:
-        model.load_state_dict(state_dict, strict=True)
-    except RuntimeError as error:
-        raise CheckpointError(f'{source} does not fit {type(model).__name__}: {error}') from error
+def load_weights(model: nn.Module, checkpoint: dict, source) -> None:
+    """Every weight of ``model`` from a checkpoint read by load_checkpoint_file
+    (``state_dict`` of an mmengine file, or a flat dict), strictly."""
+    state_dict = unwrap_state_dict(checkpoint, source=str(source), nesting_keys=('state_dict', ))
+    check_and_load(model, state_dict, str(source))
 
 
 def load_model(spec: str,
                device='cpu',
-               cfg_options: Optional[dict] = None) -> Tuple[nn.Module, object]:
+               cfg_options: Optional[dict] = None,
+               backend_args: Optional[dict] = None) -> Tuple[nn.Module, object]:
     """Builds the model of ``spec``; returns ``(model in eval mode on device, cfg)``.
 
     ``cfg_options``: dotted-key overrides merged into the config (mmengine style).
+    ``backend_args``: ``mmengine.fileio`` backend arguments for the checkpoint.
     """
     from mmengine.registry import init_default_scope
     from mmpretrain.registry import MODELS
 
     import mmfd  # noqa: F401  (registers mmfd's models)
 
+    def read(path):
+        return load_checkpoint_file(path, backend_args=backend_args)
+
     config_path, checkpoint_path = split_spec(spec)
-    checkpoint = read_checkpoint(checkpoint_path) if checkpoint_path else None
+    checkpoint = read(checkpoint_path) if checkpoint_path else None
     cfg = config_of(config_path, checkpoint)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
@@ -105,12 +93,12 @@ def load_model(spec: str,
     model = MODELS.build(cfg.model)
     if checkpoint is None and cfg.get('load_from'):
         checkpoint_path = cfg.load_from
-        checkpoint = read_checkpoint(checkpoint_path)
+        checkpoint = read(checkpoint_path)
     if checkpoint is None:
         if hasattr(model, 'init_weights'):
             model.init_weights()
     else:
-        load_weights(model, state_dict_of(checkpoint, checkpoint_path), checkpoint_path)
+        load_weights(model, checkpoint, checkpoint_path)
     model.to(device)
     model.eval()  # not chained: some mmpretrain backbones' train() returns None
     return model, cfg

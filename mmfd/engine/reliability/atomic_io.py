@@ -12,8 +12,10 @@ import uuid
 import zipfile
 from typing import Iterable, List, Optional, Tuple
 
-import torch
 from mmengine.fileio.backends import LocalBackend, register_backend
+
+from mmfd.checkpoint.io import load_checkpoint_file
+from mmfd.utils.errors import CheckpointError
 
 ATOMIC_BACKEND = 'mmfd_atomic_local'
 TMP_MARK = '.tmp-'
@@ -111,8 +113,9 @@ def verify_checkpoint(path: str) -> Optional[str]:
     """None when ``path`` is a complete, loadable mmengine checkpoint, else why not.
 
     Checks the zip structure and every record's CRC (torch's format is an
-    uncompressed zip), then unpickles it with ``weights_only=True`` and memory
-    mapping (no tensor data is copied) and looks for ``meta`` and ``state_dict``.
+    uncompressed zip), then reads it with mmfd's one checkpoint reader
+    (``weights_only=True``, memory mapped: no tensor data is copied) and looks for
+    ``meta`` and ``state_dict``.
     """
     if not osp.isfile(path):
         return 'file does not exist'
@@ -128,12 +131,13 @@ def verify_checkpoint(path: str) -> Optional[str]:
                 bad = archive.testzip()
             if bad is not None:
                 return f'corrupt record {bad} (CRC mismatch)'
-            checkpoint = torch.load(path, map_location='cpu', weights_only=True, mmap=True)
-        else:  # legacy (non-zip) serialization: a full load is the only check
-            checkpoint = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as err:  # truncated zips, bad pickles, unsafe globals...
+    except Exception as err:  # a damaged zip directory raises many kinds of errors
         first_line = str(err).splitlines()[0] if str(err) else ''
         return f'{type(err).__name__}: {first_line}'.strip()
+    try:
+        checkpoint = load_checkpoint_file(path)
+    except CheckpointError as err:  # truncated pickles, unsafe globals...
+        return str(err).splitlines()[0]
     if not isinstance(checkpoint, dict) or not {'meta', 'state_dict'} <= set(checkpoint):
         return 'not an mmengine checkpoint (no "meta"/"state_dict")'
     return None

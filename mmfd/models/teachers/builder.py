@@ -16,7 +16,7 @@ from typing import Callable, Dict, Iterable, Optional, Tuple, Union
 
 import torch
 
-from mmfd.checkpoint.io import ENTRY_KEYS, read_safetensors_metadata
+from mmfd.checkpoint import ENTRY_KEYS, read_safetensors_metadata
 from mmfd.registry import MODELS
 from mmfd.utils.errors import CheckpointError, ConfigError
 

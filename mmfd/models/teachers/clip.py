@@ -16,8 +16,8 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 from mmengine.logging import print_log
 
-from mmfd.checkpoint.io import (is_torchscript_archive, load_checkpoint_file,
-                                load_state_dict_strict, unwrap_state_dict)
+from mmfd.checkpoint import (is_torchscript_archive, load_checkpoint_file, load_state_dict_strict,
+                             unwrap_state_dict)
 from mmfd.checkpoint.teacher_formats import check_family
 from mmfd.registry import MODELS
 from mmfd.utils.errors import CheckpointError, ConfigError

@@ -11,7 +11,7 @@ from typing import Optional, Sequence, Union
 
 import torch
 
-from mmfd.checkpoint.io import load_checkpoint_file, load_state_dict_strict, unwrap_state_dict
+from mmfd.checkpoint import load_checkpoint_file, load_state_dict_strict, unwrap_state_dict
 from mmfd.checkpoint.teacher_formats import check_family
 from mmfd.registry import MODELS
 from mmfd.utils.errors import CheckpointError, ConfigError

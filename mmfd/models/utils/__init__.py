@@ -1,4 +1,4 @@
 """Model-side helpers of mmfd's downstream path."""
-from .strict_pretrained import PRETRAINED_INITS, StrictPretrainedInit, read_state_dict, strict_load
+from .strict_pretrained import PRETRAINED_INITS, LoadedWeightsCheck, StrictPretrainedInit
 
-__all__ = ['PRETRAINED_INITS', 'StrictPretrainedInit', 'read_state_dict', 'strict_load']
+__all__ = ['PRETRAINED_INITS', 'LoadedWeightsCheck', 'StrictPretrainedInit']
