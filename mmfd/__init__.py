@@ -10,7 +10,7 @@ from .version import __version__
 check_environment()
 
 from . import compat  # noqa: E402,F401  (safe globals for mmengine checkpoints)
-from . import datasets  # noqa: E402,F401  (RobustDataset, SafeLoadImageFromFile)
+from . import datasets  # noqa: E402,F401  (SafeLoadImageFromFile)
 from . import engine  # noqa: E402,F401
 from . import models  # noqa: E402,F401  (registers into mmpretrain.registry)
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from fd_fixtures import make_image_folder, make_timm_vit_checkpoint
 from mmengine.config import Config
-from reliability_fixtures import train_script_with_preflight, write_config, write_garbage
+from reliability_fixtures import (train_script_with_preflight, truncate_file, write_config,
+                                  write_garbage)
 
 import mmfd  # noqa: F401
 from mmfd.utils.errors import CheckpointError, ConfigError
@@ -50,7 +51,8 @@ def test_missing_ann_file_inside_a_dataset_wrapper(files):
     _, images, *_ = files
     cfg = _cfg(files)
     cfg.train_dataloader.dataset = dict(
-        type='RobustDataset',
+        type='RepeatDataset',
+        times=1,
         dataset=dict(
             type='CustomDataset', data_root=str(images), ann_file='meta/train.txt', pipeline=[]))
     with pytest.raises(
@@ -160,7 +162,8 @@ def test_train_py_model_faults_come_before_any_data_is_read(files, train_main, t
 
 def test_fd_bases_are_reliable_by_default(tmp_path):
     """The shipped FD bases use the atomic checkpoint hook, the NaN-guarded AMP
-    wrapper and RobustDataset; total_batch_size composes with them."""
+    wrapper and the safe image loader (plain dataset, no wrapper); total_batch_size
+    composes with them."""
     repo = Path(__file__).resolve().parents[1]
     config = tmp_path / 'fd_reliable.py'
     config.write_text(f"""
@@ -175,9 +178,39 @@ total_batch_size = 2048
     assert cfg.default_hooks.checkpoint.max_keep_ckpts == 3  # default_runtime's values kept
     assert cfg.optim_wrapper.type == 'FDOptimWrapper' and cfg.optim_wrapper.amp == 'auto'
     assert cfg.optim_wrapper.clip_grad == dict(max_norm=3.0)
-    assert cfg.train_dataloader.dataset.dataset.type == 'ImageNet'
+    assert cfg.train_dataloader.dataset.type == 'ImageNet'
+    assert cfg.train_dataloader.dataset.pipeline[0] == dict(
+        type='SafeLoadImageFromFile', max_bad_samples=100)
     assert cfg.custom_imports.imports == ['mmfd']
     cfg.work_dir = str(tmp_path / 'work')
-    cfg.train_dataloader.dataset.dataset.data_root = str(tmp_path)
+    cfg.train_dataloader.dataset.data_root = str(tmp_path)
     preflight(cfg, world_size=16)
     assert cfg.train_dataloader.batch_size == 128
+
+
+def test_data_root_override_reaches_the_real_fd_config(tmp_path):
+    """--cfg-options train_dataloader.dataset.data_root=DIR on configs/fd/clip_vitb.py:
+    mmengine's own builder reads the images there, and a truncated one is skipped."""
+    from mmengine.registry import init_default_scope
+    from mmengine.runner import Runner
+    root = tmp_path / 'imagenet'
+    lines = []
+    for label, cls in enumerate(['n01440764', 'n01443537']):
+        make_image_folder(root / 'train' / cls, n=3, size=40, seed=label)
+        lines += [f'{cls}/img_{i:03d}.png {label}' for i in range(3)]
+    (root / 'meta').mkdir()
+    (root / 'meta' / 'train.txt').write_text('\n'.join(lines) + '\n')  # ImageNet's layout
+    truncate_file(root / 'train' / 'n01443537' / 'img_001.png', keep=0.5)
+    repo = Path(__file__).resolve().parents[1]
+    cfg = Config.fromfile(repo / 'configs/fd/clip_vitb.py')
+    cfg.merge_from_dict({'train_dataloader.dataset.data_root': str(root)})
+    cfg.merge_from_dict({'train_dataloader.num_workers': 0, 'train_dataloader.batch_size': 2})
+    cfg.train_dataloader.update(persistent_workers=False, pin_memory=False)
+    init_default_scope(cfg.default_scope)
+    loader = Runner.build_dataloader(cfg.train_dataloader, seed=0)
+    assert type(loader.dataset).__name__ == 'ImageNet' and len(loader.dataset) == 6
+    batches = list(loader)
+    paths = [sample.img_path for batch in batches for sample in batch['data_samples']]
+    assert len(paths) == 6 and all(p.startswith(str(root / 'train')) for p in paths)
+    assert not [p for p in paths if p.endswith('n01443537/img_001.png')]
+    assert batches[0]['inputs'][0].shape == (3, 224, 224)

@@ -9,11 +9,13 @@ from fd_fixtures import make_image_folder, make_timm_vit_checkpoint
 from reliability_fixtures import (assert_bitwise_equal, final_state, run, run_until, train_cmd,
                                   truncate_file, write_config)
 
-ROBUST_DATASET = """
+# The plain dataset, its pipeline (tests/configs/tiny_fd.py's) behind the safe
+# loader as in the FD dataset base.
+SAFE_DATASET = """
 train_dataloader['dataset'] = dict(
-    _delete_=True, type='RobustDataset', max_bad_samples=2,
-    dataset=dict(type='CustomDataset', data_root='{images}', with_label=False,
-                 pipeline=train_pipeline))
+    _delete_=True, type='CustomDataset', data_root='{images}', with_label=False,
+    pipeline=[dict(type='SafeLoadImageFromFile', max_bad_samples=2)] +
+    _base_.train_pipeline[1:])
 """
 
 
@@ -29,14 +31,14 @@ def setup(tmp_path_factory):
 @pytest.fixture(scope='module')
 def workers_config(setup):
     """IterBasedTrainLoop, 2 dataloader workers restarted every dataloader epoch,
-    RobustDataset (per-sample augmentation seeds)."""
+    tests/configs/tiny_fd.py's plain CustomDataset (per-sample augmentation seeds
+    come from AtomicCheckpointHook, no dataset wrapper)."""
     root, images, teacher, _ = setup
     return write_config(
         root / 'tiny_workers.py',
         images,
         teacher,
-        extra=(ROBUST_DATASET.format(images=images) +
-               "train_dataloader.update(num_workers=2, persistent_workers=False)\n"))
+        extra="train_dataloader.update(num_workers=2, persistent_workers=False)\n")
 
 
 @pytest.fixture(scope='module')
@@ -46,7 +48,9 @@ def reference(setup, workers_config):
     work = root / 'reference'
     keep3 = 'default_hooks.checkpoint.max_keep_ckpts=3'
     result = run(train_cmd(workers_config, work, keep3))
+    log = result.stdout + result.stderr
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert 'Per-sample augmentation seeds: the CustomDataset pipeline' in log
     return work
 
 
@@ -101,7 +105,7 @@ def test_sigkill_mid_run_and_during_save_resume_bitwise(workers_config, referenc
 
 def test_epoch_loop_resumes_at_epoch_end_mid_epoch_and_from_epoch_checkpoints(setup, tmp_path):
     """EpochBasedTrainLoop (3 epochs of 8 batches), 2 persistent dataloader workers,
-    RobustDataset and one truncated image on disk. Killed twice with iteration
+    the safe loader and one truncated image on disk. Killed twice with iteration
     checkpoints (resumed after an epoch's last batch, then mid-epoch), and once with
     the per-epoch checkpoints FD configs use."""
     _, _, teacher, _ = setup
@@ -111,7 +115,7 @@ def test_epoch_loop_resumes_at_epoch_end_mid_epoch_and_from_epoch_checkpoints(se
         tmp_path / 'epoch.py',
         images,
         teacher,
-        extra=(ROBUST_DATASET.format(images=images) + """
+        extra=(SAFE_DATASET.format(images=images) + """
 train_dataloader.update(num_workers=2, persistent_workers=True)
 train_cfg = dict(_delete_=True, type='EpochBasedTrainLoop', max_epochs=3)
 """))

@@ -41,7 +41,7 @@ model = dict(
         checkpoint='work_dirs/demo/teacher/epoch_30.pth'))
 
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='SafeLoadImageFromFile'),  # as the FD base: a bad image is skipped, logged
     dict(
         type='RandomResizedCrop',
         scale={{_base_.img_size}},

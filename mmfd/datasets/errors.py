@@ -5,7 +5,8 @@ from mmfd.utils.errors import MMFDError
 class BadSampleError(MMFDError):
     """A sample cannot be loaded (missing, unreadable, truncated or undecodable file).
 
-    ``RobustDataset`` catches it and substitutes another sample."""
+    ``SafeLoadImageFromFile`` records it and returns None (mmengine's dataset then
+    fetches another sample), or raises it with ``skip_bad_samples=False``."""
 
     def __init__(self, path, reason: str):
         super().__init__(f'{path}: {reason}')

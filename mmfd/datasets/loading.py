@@ -1,12 +1,21 @@
-"""``SafeLoadImageFromFile``: mmcv's LoadImageFromFile that refuses broken files.
+"""``SafeLoadImageFromFile``: mmcv's LoadImageFromFile that survives broken files.
 
 mmcv's loader (cv2 backend) decodes a truncated JPEG into a partly grey image with
 no error, fails on other broken files with a bare ``assert``, and a missing file
-raises whatever the file backend raises. This transform checks the bytes first
-(empty file; JPEG without its end-of-image marker after the last scan; PNG without
-IEND after the last IDAT; GIF without trailer; BMP/WebP shorter than their header
-says) and raises :class:`BadSampleError` with the path and the reason for every
-failure, which ``RobustDataset`` turns into a logged substitution.
+raises whatever the file backend raises: one bad file out of a million ends a
+multi-day run. This transform checks the bytes first (empty file; JPEG without its
+end-of-image marker after the last scan; PNG without IEND after the last IDAT; GIF
+without trailer; BMP/WebP shorter than their header says), and for every failure
+returns None. mmengine's ``BaseDataset.__getitem__`` (train mode) then fetches
+another index, up to the dataset's ``max_refetch`` times: no dataset wrapper is
+needed, so the dataset config stays the plain one (``--cfg-options
+train_dataloader.dataset.data_root=...`` works).
+
+Each bad file is logged once (path, reason, "N/max bad samples allowed") and
+counted in a :class:`BadSampleLedger` shared by all dataloader workers; more than
+``max_bad_samples`` distinct bad files end the run with a :class:`DataError`
+listing them. With ``skip_bad_samples=False`` (e.g. in a test pipeline, where
+mmengine does not refetch) a bad file raises :class:`BadSampleError` naming it.
 """
 from typing import Optional
 
@@ -16,6 +25,7 @@ from mmcv.transforms import LoadImageFromFile
 from mmengine import fileio
 
 from mmfd.registry import TRANSFORMS
+from .bad_samples import BadSampleLedger
 from .errors import BadSampleError
 
 
@@ -46,17 +56,40 @@ def image_bytes_problem(data: bytes) -> Optional[str]:
 
 @TRANSFORMS.register_module()
 class SafeLoadImageFromFile(LoadImageFromFile):
-    """LoadImageFromFile (same arguments) that raises BadSampleError(path, reason)
-    for missing, unreadable, truncated or undecodable images.
+    """LoadImageFromFile (same arguments) that skips missing, unreadable,
+    truncated or undecodable images, up to a limit.
 
     Args:
         check_truncation (bool): check the file's end markers before decoding
             (default True; decoders such as cv2 accept truncated JPEGs).
+        skip_bad_samples (bool): return None for a bad file, so that mmengine's
+            dataset substitutes another sample (default True). False raises
+            :class:`BadSampleError` (path and reason) instead.
+        max_bad_samples (int): distinct bad files tolerated per training process
+            (all its dataloader workers together); one more raises a
+            :class:`DataError` listing them. Default 100.
     """
 
-    def __init__(self, *args, check_truncation: bool = True, **kwargs):
+    def __init__(self,
+                 *args,
+                 check_truncation: bool = True,
+                 skip_bad_samples: bool = True,
+                 max_bad_samples: int = 100,
+                 **kwargs):
         super().__init__(*args, **kwargs)
         self.check_truncation = check_truncation
+        self.skip_bad_samples = skip_bad_samples
+        # Built here, with the dataset, in the process that later starts the
+        # dataloader workers: they all share it (see BadSampleLedger).
+        self.ledger = BadSampleLedger(max_bad_samples)
+
+    @property
+    def max_bad_samples(self) -> int:
+        return self.ledger.max_bad_samples
+
+    def bad_indices(self) -> np.ndarray:
+        """Dataset indices of the distinct bad files met so far (all workers)."""
+        return self.ledger.indices()
 
     def _read(self, filename) -> bytes:
         if self.file_client_args is not None:
@@ -65,12 +98,22 @@ class SafeLoadImageFromFile(LoadImageFromFile):
         return fileio.get(filename, backend_args=self.backend_args)
 
     def transform(self, results: dict) -> Optional[dict]:
+        if self.skip_bad_samples and self.ledger.is_known(results['img_path']):
+            return None  # found bad before (maybe by another worker): not read again
         try:
             return self._load(results)
-        except BadSampleError:
+        except BadSampleError as err:
+            if self.skip_bad_samples:
+                self.ledger.record(err, results.get('sample_idx'))  # DataError past the cap
+                return None  # mmengine's BaseDataset fetches another index
             if self.ignore_empty:  # mmcv's option: None makes mmengine pick another
                 return None
             raise
+
+    def __repr__(self) -> str:
+        return (f'{super().__repr__()[:-1]}, check_truncation={self.check_truncation}, '
+                f'skip_bad_samples={self.skip_bad_samples}, '
+                f'max_bad_samples={self.max_bad_samples})')
 
     def _load(self, results: dict) -> dict:
         filename = results['img_path']

@@ -20,7 +20,7 @@ model = dict(
         arch=dict(patch_size=8, embed_dim=48, depth=2, num_heads=2)))
 
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='SafeLoadImageFromFile'),  # as the FD base: per-sample seeds
     dict(
         type='RandomResizedCrop',
         scale=input_size,

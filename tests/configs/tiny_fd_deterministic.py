@@ -3,7 +3,7 @@
 _base_ = ['./tiny_fd.py']
 model = dict(backbone=dict(drop_path_rate=0.0))
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='SafeLoadImageFromFile'),  # as the FD base: per-sample seeds
     dict(type='Resize', scale=(64, 64)),
     dict(type='PackInputs'),
 ]

@@ -12,7 +12,11 @@ data_preprocessor = dict(
     to_rgb=True)
 
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    # mmcv's LoadImageFromFile that returns None for an unreadable/truncated image:
+    # mmengine's dataset then fetches another one (max_refetch). Each bad file is
+    # logged once; more than max_bad_samples (per process, all dataloader workers
+    # together) stop the run with the list of files.
+    dict(type='SafeLoadImageFromFile', max_bad_samples=100),
     dict(
         type='RandomResizedCrop',
         scale=input_size,
@@ -31,14 +35,11 @@ train_dataloader = dict(
     pin_memory=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
     collate_fn=dict(type='default_collate'),
-    # RobustDataset: an unreadable/truncated image is logged once and replaced
-    # (at most max_bad_samples, then a clear error), and each sample's augmentation
-    # is seeded from its index so a resumed run sees the same crops.
+    # The plain dataset (no wrapper), so the usual --cfg-options
+    # train_dataloader.dataset.data_root=... applies. AtomicCheckpointHook seeds each
+    # sample's augmentation from its index: a resumed run sees the same crops.
     dataset=dict(
-        type='RobustDataset',
-        max_bad_samples=100,
-        dataset=dict(
-            type=dataset_type,
-            data_root=data_root,
-            split='train',  # data/imagenet/train/<class>/*.JPEG or meta/train.txt
-            pipeline=train_pipeline)))
+        type=dataset_type,
+        data_root=data_root,
+        split='train',  # data/imagenet/train/<class>/*.JPEG or meta/train.txt
+        pipeline=train_pipeline))

@@ -23,9 +23,11 @@ What it adds to CheckpointHook:
   rank gets its own back at the point the uninterrupted run captured them, and the
   sampler is advanced to the saved position without reading data (see
   :mod:`.data_position`); works for IterBasedTrainLoop and for EpochBasedTrainLoop
-  resumed mid-epoch from an iteration checkpoint. Validation runs with the training
-  random states saved and put back, so where a validation falls does not change
-  training.
+  resumed mid-epoch from an iteration checkpoint. The train dataset's pipeline is
+  seeded per sample (:mod:`mmfd.datasets.sample_seeds`; any mmengine BaseDataset,
+  no wrapper), so augmentation in dataloader workers is restored too. Validation
+  runs with the training random states saved and put back, so where a validation
+  falls does not change training.
 
 Limits: local paths only (other backends keep mmengine's behaviour); custom batch
 samplers keep mmengine's own skip.
@@ -60,11 +62,19 @@ def _is_local(path) -> bool:
 @HOOKS.register_module()
 class AtomicCheckpointHook(CheckpointHook):
     """mmengine's CheckpointHook with atomic saves, verified auto-resume and exact
-    resume. Extra args: ``exact_resume`` (bool, default True)."""
+    resume. Extra args: ``exact_resume`` (bool, default True); ``sample_seeds``
+    (True / False / ``'auto'``, default): seed each sample's augmentation from its
+    position (exact resume with dataloader workers); ``'auto'`` does so for
+    pipelines that load with ``SafeLoadImageFromFile`` (the FD dataset base)."""
 
-    def __init__(self, *args, exact_resume: bool = True, **kwargs):
+    def __init__(self, *args, exact_resume: bool = True, sample_seeds='auto', **kwargs):
         super().__init__(*args, **kwargs)
+        if sample_seeds not in (True, False, 'auto'):
+            from mmfd.utils.errors import ConfigError
+            raise ConfigError(f'AtomicCheckpointHook: sample_seeds={sample_seeds!r} is not '
+                              "True, False or 'auto'.")
         self.exact_resume = exact_resume
+        self.sample_seeds = sample_seeds
         backend = backends.get((self.backend_args or {}).get('backend', ATOMIC_BACKEND))
         self.atomic = (
             self.file_client_args is None and _is_local(self.out_dir) and isinstance(backend, type)
@@ -225,6 +235,10 @@ class AtomicCheckpointHook(CheckpointHook):
         loop = runner.train_loop
         loader = getattr(loop, 'dataloader', None)
         rank, _ = get_dist_info()
+        if loader is not None:  # before the sampler: it tags indices for such datasets
+            # imported here: mmfd.datasets uses this package's rng module
+            from mmfd.datasets.sample_seeds import install_sample_seeds
+            install_sample_seeds(getattr(loader, 'dataset', None), self.sample_seeds)
         proxy = install_position_sampler(loader, runner.seed, rank) if loader else None
         resumed = (
             self._resume_state is not None and runner.iter > 0
@@ -236,12 +250,29 @@ class AtomicCheckpointHook(CheckpointHook):
                 self._restore_rng_fn(runner)()
             return
         self._sampler = proxy.sampler
+        if proxy.tag_seeds:
+            runner.logger.info(
+                f'Per-sample augmentation seeds: the {type(loader.dataset).__name__} '
+                'pipeline runs seeded from (seed, rank, epoch, position) of each index.')
         if resumed:
             self._align_sampler_seed(proxy.sampler)
         if loader.num_workers > 0 and not proxy.tag_seeds and resumed:
-            warn('Data augmentation in dataloader workers is not restored exactly: wrap '
-                 "the train dataset in dict(type='RobustDataset', dataset=...) for "
-                 'per-sample seeds.')
+            # Workers draw augmentation from their own random streams, which are not
+            # saved: only per-sample seeds make it a function of the sample, and
+            # only an mmengine BaseDataset hands the seeded index to its pipeline.
+            from mmengine.dataset import BaseDataset
+            if isinstance(loader.dataset, BaseDataset):
+                warn('Data augmentation in dataloader workers is not restored exactly: '
+                     'per-sample seeds are off for this pipeline (it does not load with '
+                     'SafeLoadImageFromFile). Set default_hooks.checkpoint.sample_seeds='
+                     'True, or num_workers=0.')
+            else:
+                warn('Data augmentation in dataloader workers is not restored exactly: the '
+                     f'train dataset is a {type(loader.dataset).__name__}, not an mmengine '
+                     'BaseDataset, so indices reach its pipeline without their per-sample '
+                     'seed (dataset wrappers such as RepeatDataset or ConcatDataset turn '
+                     'them into plain ints). Use the dataset itself (e.g. ImageNet, '
+                     'CustomDataset) as train_dataloader.dataset, or num_workers=0.')
         if isinstance(loop, IterBasedTrainLoop):
             if resumed:
                 loop.dataloader_iterator = ResumedInfiniteIterator(loop.dataloader_iterator, proxy,

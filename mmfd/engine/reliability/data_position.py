@@ -10,9 +10,10 @@ point where the uninterrupted run captured them:
 * ``PositionSampler`` wraps the train sampler inside the DataLoader's
   BatchSampler. It can drop the first N indices of its next pass and run a callback
   when that pass starts, and it tags each index with a per-sample seed
-  (``SeededIndex``) for datasets that ask for one (``RobustDataset``), so
-  augmentation is a function of (seed, rank, epoch, position): the same in any
-  dataloader worker, with or without persistent workers.
+  (``SeededIndex``) for datasets that ask for one (``uses_sample_seeds``, set by
+  :func:`mmfd.datasets.install_sample_seeds` on a plain mmengine dataset, whose
+  pipeline then runs seeded), so augmentation is a function of (seed, rank, epoch,
+  position): the same in any dataloader worker, with or without persistent workers.
 * ``ResumedInfiniteIterator`` replaces IterBasedTrainLoop's dataloader iterator:
   it answers the loop's own skip calls without loading anything.
 * ``ResumedEpochLoader`` stands in for the EpochBasedTrainLoop's dataloader for the

@@ -62,6 +62,25 @@ def sample_seed(*parts: int) -> int:
     return h & 0xFFFFFFFF
 
 
+def cpu_rng_states() -> tuple:
+    """The python, numpy (global) and torch-CPU random states, as their own
+    libraries return them (cheap; for putting them back around one sample)."""
+    return random.getstate(), np.random.get_state(), torch.get_rng_state()
+
+
+def set_cpu_rng_states(states: tuple) -> None:
+    random.setstate(states[0])
+    np.random.set_state(states[1])
+    torch.set_rng_state(states[2])
+
+
+def seed_cpu_rngs(seed: int) -> None:
+    """Seed python, numpy (global) and torch-CPU from one 32-bit seed."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.random.default_generator.manual_seed(seed)
+
+
 @contextmanager
 def seeded(seed: Optional[int]):
     """Run a block with python/numpy/torch-CPU seeded from ``seed``, then put the
@@ -70,13 +89,9 @@ def seeded(seed: Optional[int]):
     if seed is None:
         yield
         return
-    saved = random.getstate(), np.random.get_state(), torch.get_rng_state()
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.random.default_generator.manual_seed(seed)
+    saved = cpu_rng_states()
+    seed_cpu_rngs(seed)
     try:
         yield
     finally:
-        random.setstate(saved[0])
-        np.random.set_state(saved[1])
-        torch.set_rng_state(saved[2])
+        set_cpu_rng_states(saved)
