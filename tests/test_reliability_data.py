@@ -251,3 +251,29 @@ def test_deprecated_robust_dataset_builds_the_plain_dataset(folder, tmp_path):
     assert type(dataset).__name__ == 'CustomDataset' and dataset.max_refetch == 7
     assert type(load) is SafeLoadImageFromFile and load.max_bad_samples == 5
     assert not dataset[3]['data_samples'].img_path.endswith('img_003.png')
+
+
+def test_sample_seeds_auto_follows_the_safe_loader(folder):
+    """'auto' seeds the pipelines that load with the safe loader (the FD base) and
+    leaves others drawing from the global streams, as mmengine does; True/False force."""
+    from mmfd.datasets.sample_seeds import SeededPipeline
+    safe = _dataset(folder)
+    assert install_sample_seeds(safe, 'auto') and isinstance(safe.pipeline, SeededPipeline)
+    init_default_scope('mmpretrain')
+    plain_cfg = dict(
+        type='CustomDataset',
+        data_root=str(folder),
+        with_label=False,
+        pipeline=[dict(type='LoadImageFromFile'),
+                  dict(type='PackInputs')])
+    plain = DATASETS.build(plain_cfg)
+    assert not install_sample_seeds(plain, 'auto')
+    assert not isinstance(plain.pipeline, SeededPipeline)
+    assert not getattr(plain, 'uses_sample_seeds', False)
+    assert not install_sample_seeds(_dataset(folder), False)
+    forced = DATASETS.build(plain_cfg)
+    assert install_sample_seeds(forced, True) and forced.uses_sample_seeds
+    from mmfd.engine.reliability.checkpoint_hook import AtomicCheckpointHook
+    from mmfd.utils.errors import ConfigError
+    with pytest.raises(ConfigError, match="sample_seeds='yes'"):
+        AtomicCheckpointHook(interval=1, sample_seeds='yes')
