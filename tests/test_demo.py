@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-STEPS = ('data', 'teacher', 'fd', 'ft_teacher', 'convert', 'ft_student', 'attention', 'landscape')
+STEPS = ('data', 'teacher', 'fd', 'ft_teacher', 'ft_student', 'attention', 'landscape')
 
 
 def run_demo(work_dir, *extra, timeout=600):
@@ -86,9 +86,8 @@ def test_demo_writes_every_artefact(demo):
     assert len(list((w / 'data' / 'digits' / 'val').glob('*/*.png'))) == 32
     for path in [
             'teacher/epoch_2.pth', 'fd/epoch_2.pth', 'ft_teacher/epoch_2.pth',
-            'ft_fd_student/epoch_2.pth', 'convert/fd_student_mmpretrain.pth',
-            'diagnostics/attention/attention.json', 'diagnostics/landscape/landscape.json',
-            'summary.md', 'summary.json'
+            'ft_fd_student/epoch_2.pth', 'diagnostics/attention/attention.json',
+            'diagnostics/landscape/landscape.json', 'summary.md', 'summary.json'
     ]:
         assert (w / path).is_file(), path
     for name, plot in demo['summary']['plots'].items():
@@ -139,12 +138,12 @@ def test_summary_numbers_are_the_tools_numbers(demo):
 
 def test_rerun_skips_completed_steps(demo):
     w = demo['work_dir']
-    checkpoints = sorted(w.glob('*/epoch_*.pth')) + [w / 'convert/fd_student_mmpretrain.pth']
+    checkpoints = sorted(w.glob('*/epoch_*.pth'))
     mtimes = {p: p.stat().st_mtime_ns for p in checkpoints}
     stdout, seconds = run_demo(w)
     for number, step in enumerate(STEPS, start=1):
         assert f'[{number}/{len(STEPS)}] {step:<11} skipped: done before' in stdout, stdout
-    assert 'steps run: 0 of 8' in stdout
+    assert 'steps run: 0 of 7' in stdout
     assert {p: p.stat().st_mtime_ns for p in checkpoints} == mtimes
     again = json.loads((w / 'summary.json').read_text())
     assert again['finetune'] == demo['summary']['finetune']

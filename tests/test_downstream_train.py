@@ -2,7 +2,8 @@
 iterations through tools/train.py on generated data and evaluate with their
 toolbox's metric: ImageNet-style top-1 (mmpretrain), COCO bbox/segm mAP (mmdet
 Mask R-CNN + SimpleFPN / FPN), ADE20K mIoU (mmseg UperNet). Each starts from a tiny
-FD checkpoint converted by tools/convert_fd_checkpoint.py's code."""
+FD training checkpoint itself, converted in memory by the configs' StrictPretrained
+(convert='fd_vit' / 'fd_swinv2'), as users run them."""
 import pytest
 from downstream_fixtures import (REPO, TINY_SWIN, TINY_SWIN_IMG, TINY_SWIN_WINDOWS, TINY_VIT,
                                  TINY_VIT_IMG, is_finite_number, last_metric, make_ade20k,
@@ -12,7 +13,6 @@ from downstream_fixtures import (REPO, TINY_SWIN, TINY_SWIN_IMG, TINY_SWIN_WINDO
 from mmengine.config import Config
 
 import mmfd  # noqa: F401
-from mmfd.checkpoint.fd_to_backbone import convert_fd_checkpoint
 
 pytestmark = pytest.mark.filterwarnings('ignore')
 
@@ -53,13 +53,11 @@ def assert_strict_load_logged(work_dir, backbone='BEiTViT'):
 # ----------------------------------------------------------------- ImageNet-style
 def test_imagenet_finetune_trains_and_evaluates_top1(fd_vit, tmp_path):
     fd_path, _ = fd_vit
-    ckpt = tmp_path / 'fd_vit_mmpretrain.pth'
-    convert_fd_checkpoint(fd_path, ckpt, target='mmpretrain')
     data = make_labelled_folder(tmp_path / 'data')
 
     cfg = Config.fromfile(REPO / 'configs/finetune/clip_vitb_ft100e_in1k.py')
     quiet_runtime(cfg, tmp_path / 'work')
-    tiny_vit_backbone(cfg.model.backbone, ckpt)
+    tiny_vit_backbone(cfg.model.backbone, fd_path)
     cfg.model.head.update(in_channels=TINY_VIT['embed_dims'], num_classes=2)
     cfg.data_preprocessor.num_classes = 2
     mapping = {224: TINY_VIT_IMG, 256: 73}
@@ -117,14 +115,12 @@ def _tiny_mask_rcnn(cfg, coco, work_dir, width=32):
 
 def test_mmdet_vit_mask_rcnn_simplefpn_trains_and_evaluates_coco(fd_vit, tmp_path):
     fd_path, _ = fd_vit
-    ckpt = tmp_path / 'fd_vit_mmdet.pth'
-    convert_fd_checkpoint(fd_path, ckpt, target='mmdet', img_size=TINY_VIT_IMG)
     coco = make_coco(tmp_path / 'coco')
 
     cfg = Config.fromfile(REPO / 'configs/mmdet/mask-rcnn_fd-clip-vitb_simplefpn_lsj-100e_coco.py')
     size = (TINY_VIT_IMG, TINY_VIT_IMG)
     shrink(cfg, {(1024, 1024): size})
-    tiny_vit_backbone(cfg.model.backbone, ckpt)
+    tiny_vit_backbone(cfg.model.backbone, fd_path)
     dims = TINY_VIT['embed_dims']
     cfg.model.neck.update(
         backbone_channel=dims, in_channels=[dims // 4, dims // 2, dims, dims], out_channels=32)
@@ -140,8 +136,6 @@ def test_mmdet_vit_mask_rcnn_simplefpn_trains_and_evaluates_coco(fd_vit, tmp_pat
 
 def test_mmdet_swin_mask_rcnn_fpn_trains_and_evaluates_coco(fd_swin, tmp_path):
     fd_path, _ = fd_swin
-    ckpt = tmp_path / 'fd_swin_mmdet.pth'
-    convert_fd_checkpoint(fd_path, ckpt, target='mmdet')
     coco = make_coco(tmp_path / 'coco', n_train=2, n_val=1)
 
     cfg = Config.fromfile(REPO / 'configs/mmdet/mask-rcnn_fd-esvit-swinv2b_fpn_ms-crop-3x_coco.py')
@@ -150,7 +144,7 @@ def test_mmdet_swin_mask_rcnn_fpn_trains_and_evaluates_coco(fd_swin, tmp_path):
     mapping.update({(w, 1333): (w // 10, 133) for w in (400, 500, 600)})
     mapping.update({(1333, 800): (133, 80), (384, 600): (38, 60)})
     shrink(cfg, mapping)
-    tiny_swin_backbone(cfg.model.backbone, ckpt)
+    tiny_swin_backbone(cfg.model.backbone, fd_path)
     cfg.model.neck.update(in_channels=[16, 32, 64, 128], out_channels=32)
     _tiny_mask_rcnn(cfg, coco, tmp_path / 'work')
     cfg.train_dataloader.batch_size = 1
@@ -182,15 +176,13 @@ MMSEG_MAPPING = {(512, 512): (64, 64), (2048, 512): (256, 64), (341, 341): (43, 
 
 def test_mmseg_vit_upernet_trains_and_evaluates_miou(fd_vit, tmp_path):
     fd_path, _ = fd_vit
-    ckpt = tmp_path / 'fd_vit_mmseg.pth'
-    convert_fd_checkpoint(fd_path, ckpt, target='mmseg', img_size=TINY_VIT_IMG)
     ade = make_ade20k(tmp_path / 'ade')
 
     cfg = Config.fromfile(REPO /
                           'configs/mmseg/upernet_fd-clip-vitb_mln_8xb2-amp-160k_ade20k-512x512.py')
     shrink(cfg, MMSEG_MAPPING)
     dims = TINY_VIT['embed_dims']
-    tiny_vit_backbone(cfg.model.backbone, ckpt, out_indices=[0, 1, 2, 3])
+    tiny_vit_backbone(cfg.model.backbone, fd_path, out_indices=[0, 1, 2, 3])
     cfg.model.neck.update(in_channels=[dims] * 4, out_channels=dims)
     _tiny_upernet(cfg, ade, tmp_path / 'work', [dims] * 4, dims)
 
@@ -203,14 +195,12 @@ def test_mmseg_vit_upernet_trains_and_evaluates_miou(fd_vit, tmp_path):
 
 def test_mmseg_swin_upernet_trains_and_evaluates_miou(fd_swin, tmp_path):
     fd_path, _ = fd_swin
-    ckpt = tmp_path / 'fd_swin_mmseg.pth'
-    convert_fd_checkpoint(fd_path, ckpt, target='mmseg')
     ade = make_ade20k(tmp_path / 'ade', n_train=2, n_val=1)
 
     cfg = Config.fromfile(REPO /
                           'configs/mmseg/upernet_fd-esvit-swinv2b_8xb2-amp-160k_ade20k-512x512.py')
     shrink(cfg, MMSEG_MAPPING)
-    tiny_swin_backbone(cfg.model.backbone, ckpt)
+    tiny_swin_backbone(cfg.model.backbone, fd_path)
     _tiny_upernet(cfg, ade, tmp_path / 'work', [16, 32, 64, 128], 64)
 
     run_train_tool(cfg, tmp_path / 'tiny_upernet_swin.py')

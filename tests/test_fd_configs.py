@@ -37,7 +37,7 @@ def test_config_follows_the_release(name):
     assert optim.type == 'FDOptimWrapper' and optim.amp == 'auto'
     assert optim.max_consecutive_nonfinite == 10
     assert cfg.default_hooks.checkpoint.type == 'AtomicCheckpointHook'
-    assert cfg.train_dataloader.dataset.type == 'RobustDataset'
+    assert cfg.train_dataloader.dataset.type == 'ImageNet'  # mm-standard override paths
     assert optim.paramwise_cfg.flat_decay_mult == 0.0  # 1-D params, layer scale
     assert optim.paramwise_cfg.bias_decay_mult == 0.0
     assert cfg.auto_scale_lr == dict(base_batch_size=512, enable=True)
@@ -53,7 +53,8 @@ def test_config_follows_the_release(name):
     assert crop.type == 'RandomResizedCrop' and crop.crop_ratio_range == (0.08, 1.0)
     assert crop.interpolation == 'bilinear'
     assert [t.type for t in cfg.train_pipeline
-            ] == ['LoadImageFromFile', 'RandomResizedCrop', 'RandomFlip', 'PackInputs']
+            ] == ['SafeLoadImageFromFile', 'RandomResizedCrop', 'RandomFlip', 'PackInputs']
+    assert cfg.train_dataloader.dataset.pipeline == cfg.train_pipeline
 
 
 # Student depths/params of the paper's students (full depth, real widths).

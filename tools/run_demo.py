@@ -12,8 +12,8 @@ configs/demo/:
   teacher     tools/train.py teacher_deit_digits.py: a supervised DeiT-style ViT
   fd          tools/train.py fd_deit_digits.py: FD of an FDViT student from it
   ft_teacher  tools/train.py ft_teacher_digits.py: fine-tune the teacher (baseline)
-  convert     tools/convert_fd_checkpoint.py: FD checkpoint -> mmpretrain backbone
   ft_student  tools/train.py ft_fd_student_digits.py: the same fine-tune, FD student
+              (its config reads the FD checkpoint itself, converted in memory)
   attention   tools/analyze_attention.py: attention distance, head diversity, maps
   landscape   tools/loss_landscape.py: 1-D loss landscapes of both fine-tuned models
   summary     summary.md / summary.json (numbers read from the files above)
@@ -125,7 +125,6 @@ def build_steps(args, profile, work_dir: Path):
         ft_student=work_dir / 'ft_fd_student',
         attention=work_dir / 'diagnostics' / 'attention',
         landscape=work_dir / 'diagnostics' / 'landscape')
-    converted = work_dir / 'convert' / 'fd_student_mmpretrain.pth'
 
     t_epochs, t_opts = schedule(profile['teacher'], args.scale)
     f_epochs, f_opts = schedule(profile['fd'], args.scale)
@@ -175,23 +174,13 @@ def build_steps(args, profile, work_dir: Path):
             ft_epochs, ['teacher'],
             'fine-tune the teacher (baseline)',
             extra=[f'model.backbone.init_cfg.checkpoint={teacher_ckpt}']),
-        Step(
-            'convert',
-            'convert the FD checkpoint to an mmpretrain backbone',
-            deps=['fd'],
-            outputs=[converted],
-            clean=[converted],
-            command=[
-                py, ROOT / 'tools' / 'convert_fd_checkpoint.py', fd_ckpt, converted, '--target',
-                'mmpretrain'
-            ]),
         train(
             'ft_student',
             'ft_fd_student_digits.py',
             data_opts + ft_opts,
-            ft_epochs, ['convert'],
+            ft_epochs, ['fd'],
             'fine-tune the FD student (same recipe)',
-            extra=[f'model.backbone.init_cfg.checkpoint={converted}']),
+            extra=[f'model.backbone.init_cfg.checkpoint={fd_ckpt}']),
         Step(
             'attention',
             'attention distance / head diversity of teacher and student',

@@ -26,20 +26,8 @@ optim_wrapper = dict(
             'logit_scale': dict(decay_mult=0.0),
             'absolute_pos_embed': dict(decay_mult=0.0),
         }))
+# The base schedule's two phases with this recipe's ratios (same epochs).
 param_scheduler = [
-    dict(
-        type='LinearLR',
-        start_factor=warmup_from / base_lr,
-        by_epoch=True,
-        begin=0,
-        end=10,
-        convert_to_iter_based=True),
-    dict(
-        type='CosineAnnealingLR',
-        T_max=290,
-        eta_min_ratio=min_lr / base_lr,
-        by_epoch=True,
-        begin=10,
-        end=300,
-        convert_to_iter_based=True),
+    dict(_base_.param_scheduler[0], start_factor=warmup_from / base_lr),
+    dict(_base_.param_scheduler[1], eta_min_ratio=min_lr / base_lr),
 ]

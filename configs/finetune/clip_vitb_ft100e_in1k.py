@@ -1,8 +1,7 @@
 # ImageNet-1K fine-tuning of the ViT-B/16 distilled from CLIP ViT-B/16
 # (configs/fd/clip_vitb.py): drop path 0.3, 100 epochs / 20 warm-up,
 # lr 1.25e-3 per 512 images, layer decay 0.6 (release: 82.9 -> 84.9 top-1).
-#   python tools/convert_fd_checkpoint.py work_dirs/clip_vitb/epoch_300.pth \
-#       checkpoints/fd_clip_vitb_mmpretrain.pth --target mmpretrain
+# Reads the FD checkpoint itself (work_dirs/clip_vitb/epoch_300.pth):
 #   tools/dist_train.sh configs/finetune/clip_vitb_ft100e_in1k.py 8
 _base_ = [
     '../_base_/finetune/vit_base_p16_ft.py',
@@ -12,5 +11,5 @@ _base_ = [
 ]
 model = dict(
     backbone=dict(
-        drop_path_rate=0.3, init_cfg=dict(checkpoint='checkpoints/fd_clip_vitb_mmpretrain.pth')))
+        drop_path_rate=0.3, init_cfg=dict(checkpoint='work_dirs/clip_vitb/epoch_300.pth')))
 optim_wrapper = dict(optimizer=dict(lr=1.25e-3), paramwise_cfg=dict(layer_decay_rate=0.6))

@@ -15,23 +15,16 @@ max_epochs = 50
 warmup_epochs = 5
 model = dict(
     backbone=dict(
-        drop_path_rate=0.4, init_cfg=dict(checkpoint='checkpoints/fd_clip_vitl14_mmpretrain.pth')))
+        drop_path_rate=0.4, init_cfg=dict(checkpoint='work_dirs/clip_vitl/epoch_300.pth')))
 optim_wrapper = dict(optimizer=dict(lr=base_lr), paramwise_cfg=dict(layer_decay_rate=0.75))
+# The base schedule's two phases with this recipe's lrs and epochs.
 param_scheduler = [
+    dict(_base_.param_scheduler[0], start_factor=warmup_from / base_lr, end=warmup_epochs),
     dict(
-        type='LinearLR',
-        start_factor=warmup_from / base_lr,
-        by_epoch=True,
-        begin=0,
-        end=warmup_epochs,
-        convert_to_iter_based=True),
-    dict(
-        type='CosineAnnealingLR',
+        _base_.param_scheduler[1],
         T_max=max_epochs - warmup_epochs,
         eta_min_ratio=min_lr / base_lr,
-        by_epoch=True,
         begin=warmup_epochs,
-        end=max_epochs,
-        convert_to_iter_based=True),
+        end=max_epochs),
 ]
 train_cfg = dict(max_epochs=max_epochs)

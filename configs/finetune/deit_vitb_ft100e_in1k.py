@@ -9,5 +9,5 @@ _base_ = [
 ]
 model = dict(
     backbone=dict(
-        drop_path_rate=0.3, init_cfg=dict(checkpoint='checkpoints/fd_deit_vitb_mmpretrain.pth')))
+        drop_path_rate=0.3, init_cfg=dict(checkpoint='work_dirs/deit_vitb/epoch_300.pth')))
 optim_wrapper = dict(optimizer=dict(lr=1.25e-3), paramwise_cfg=dict(layer_decay_rate=0.65))

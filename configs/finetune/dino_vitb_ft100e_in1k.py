@@ -10,22 +10,11 @@ _base_ = [
 base_lr = 1.5e-3
 model = dict(
     backbone=dict(
-        drop_path_rate=0.2, init_cfg=dict(checkpoint='checkpoints/fd_dino_vitb_mmpretrain.pth')))
+        drop_path_rate=0.2, init_cfg=dict(checkpoint='work_dirs/dino_vitb/epoch_300.pth')))
 optim_wrapper = dict(optimizer=dict(lr=base_lr), paramwise_cfg=dict(layer_decay_rate=0.6))
+# The base schedule with its warm-up start and minimum (2.5e-7 per 512) as ratios
+# of this recipe's base lr.
 param_scheduler = [
-    dict(
-        type='LinearLR',
-        start_factor=2.5e-7 / base_lr,
-        by_epoch=True,
-        begin=0,
-        end=20,
-        convert_to_iter_based=True),
-    dict(
-        type='CosineAnnealingLR',
-        T_max=80,
-        eta_min_ratio=2.5e-7 / base_lr,
-        by_epoch=True,
-        begin=20,
-        end=100,
-        convert_to_iter_based=True),
+    dict(_base_.param_scheduler[0], start_factor=_base_.warmup_from / base_lr),
+    dict(_base_.param_scheduler[1], eta_min_ratio=_base_.min_lr / base_lr),
 ]

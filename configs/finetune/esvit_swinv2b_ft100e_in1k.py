@@ -11,16 +11,8 @@ _base_ = [
 ]
 model = dict(
     backbone=dict(
-        drop_path_rate=0.4, init_cfg=dict(
-            checkpoint='checkpoints/fd_esvit_swinv2b_mmpretrain.pth')))
+        drop_path_rate=0.4, init_cfg=dict(checkpoint='work_dirs/esvit_swinb/epoch_300.pth')))
 optim_wrapper = dict(
     optimizer=dict(lr=1.25e-3),
     constructor='LayerDecayOptimWrapperConstructor',
-    paramwise_cfg=dict(
-        layer_decay_rate=0.8,
-        custom_keys={
-            # SwinV2's no-weight-decay keywords: the position-bias MLP, the
-            # attention logit scale and any position table.
-            'cpb_mlp': dict(decay_mult=0.0),
-            'logit_scale': dict(decay_mult=0.0),
-        }))
+    paramwise_cfg=dict(layer_decay_rate=0.8, custom_keys=_base_.swinv2_no_decay))

@@ -4,16 +4,15 @@
 # scale jitter at 1024 x 1024, AdamW lr 1e-4 (batch 64), weight decay 0.1, layer
 # decay 0.7, drop path 0.1, 184375 iterations (~100 epochs), AMP.
 # Differences from ViTDet: every block attends globally (BEiTViT has no window
-# attention) with its own relative position table, interpolated 14x14 -> 64x64 by
-# the converter; mmdet's standard Mask R-CNN heads.
+# attention) with its own relative position table, interpolated 14x14 -> 64x64 when
+# the FD checkpoint is loaded; mmdet's standard Mask R-CNN heads.
 #
-#   python tools/convert_fd_checkpoint.py work_dirs/clip_vitb/epoch_300.pth \
-#       checkpoints/fd_clip_vitb_mmdet_1024.pth --target mmdet --img-size 1024
 #   tools/dist_train.sh configs/mmdet/mask-rcnn_fd-clip-vitb_simplefpn_lsj-100e_coco.py 16
 _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
     'mmdet::_base_/datasets/coco_instance.py',
     'mmdet::_base_/default_runtime.py',
+    '../_base_/backbones/fd_vit_base_p16.py',
 ]
 # `import mmfd` registers everything these configs name (see mmfd/registry.py).
 custom_imports = dict(imports=['mmfd'], allow_failed_imports=False)
@@ -25,29 +24,11 @@ model = dict(
         pad_size_divisor=32,
         batch_augments=[dict(type='BatchFixedSizePad', size=image_size, pad_mask=True)]),
     backbone=dict(
+        _base_.fd_vit_backbone,
         _delete_=True,
-        type='mmpretrain.BEiTViT',
-        arch='base',
         img_size=image_size[0],
-        patch_size=16,
         drop_path_rate=0.1,
-        use_abs_pos_emb=False,
-        use_rel_pos_bias=True,
-        use_shared_rel_pos_bias=False,
-        layer_scale_init_value=0.1,
-        bias='qv_bias',
-        final_norm=False,
-        # One drop path per residual branch, as the release: without this,
-        # mmpretrain's BEiT layer drops the MLP branch twice (its FFN's own
-        # DropPath, then the layer's). ffn_cfg REPLACES BEiT's default
-        # dict(add_identity=False), so add_identity=False is repeated.
-        layer_cfgs=dict(ffn_cfg=dict(add_identity=False, dropout_layer=None)),
-        out_type='featmap',
-        out_indices=-1,
-        init_cfg=dict(
-            type='StrictPretrained',
-            checkpoint='checkpoints/fd_clip_vitb_mmdet_1024.pth',
-            ignore_unexpected=[r'^ln1\.'])),  # FD's final norm is not used
+        out_indices=-1),
     neck=dict(
         _delete_=True,
         type='mmpretrain.SimpleFPN',
@@ -102,10 +83,8 @@ optim_wrapper = dict(
         norm_decay_mult=0.0,
         bias_decay_mult=0.0,
         flat_decay_mult=0.0,
-        custom_keys={
-            '.cls_token': dict(decay_mult=0.0),
-            'relative_position_bias_table': dict(decay_mult=0.0),
-        }))
+        # ViTDet's rule: the relative position tables are not decayed either.
+        custom_keys=dict(_base_.vit_no_decay, relative_position_bias_table=dict(decay_mult=0.0))))
 
 max_iters = 184375
 interval = 5000

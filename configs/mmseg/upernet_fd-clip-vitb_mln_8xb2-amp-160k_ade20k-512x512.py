@@ -4,18 +4,17 @@
 # weight decay 0.05, layer decay 0.65, drop path 0.1, 1500 warm-up iterations, poly
 # decay, 160k iterations, AMP; sliding-window test with 512 x 512 windows.
 # The backbone is mmpretrain's BEiTViT with one relative position table per block,
-# interpolated 14x14 -> 32x32 by the converter. Its grid is fixed, so test images
-# are padded to at least 512 x 512 (data_preprocessor.test_cfg) and every window
-# is exactly 512 x 512.
+# interpolated 14x14 -> 32x32 when the FD checkpoint is loaded. Its grid is fixed,
+# so test images are padded to at least 512 x 512 (data_preprocessor.test_cfg) and
+# every window is exactly 512 x 512.
 #
-#   python tools/convert_fd_checkpoint.py work_dirs/clip_vitb/epoch_300.pth \
-#       checkpoints/fd_clip_vitb_mmseg_512.pth --target mmseg --img-size 512
 #   tools/dist_train.sh configs/mmseg/upernet_fd-clip-vitb_mln_8xb2-amp-160k_ade20k-512x512.py 8
 _base_ = [
     'mmseg::_base_/models/upernet_vit-b16_ln_mln.py',
     'mmseg::_base_/datasets/ade20k.py',
     'mmseg::_base_/default_runtime.py',
     'mmseg::_base_/schedules/schedule_160k.py',
+    '../_base_/backbones/fd_vit_base_p16.py',
 ]
 # `import mmfd` registers everything these configs name (see mmfd/registry.py).
 custom_imports = dict(imports=['mmfd'], allow_failed_imports=False)
@@ -26,29 +25,11 @@ model = dict(
     data_preprocessor=dict(size=crop_size, test_cfg=dict(size=crop_size)),
     pretrained=None,
     backbone=dict(
+        _base_.fd_vit_backbone,
         _delete_=True,
-        type='mmpretrain.BEiTViT',
-        arch='base',
         img_size=crop_size[0],
-        patch_size=16,
         drop_path_rate=0.1,
-        use_abs_pos_emb=False,
-        use_rel_pos_bias=True,
-        use_shared_rel_pos_bias=False,
-        layer_scale_init_value=0.1,
-        bias='qv_bias',
-        final_norm=False,
-        # One drop path per residual branch, as the release: without this,
-        # mmpretrain's BEiT layer drops the MLP branch twice (its FFN's own
-        # DropPath, then the layer's). ffn_cfg REPLACES BEiT's default
-        # dict(add_identity=False), so add_identity=False is repeated.
-        layer_cfgs=dict(ffn_cfg=dict(add_identity=False, dropout_layer=None)),
-        out_type='featmap',
-        out_indices=[3, 5, 7, 11],
-        init_cfg=dict(
-            type='StrictPretrained',
-            checkpoint='checkpoints/fd_clip_vitb_mmseg_512.pth',
-            ignore_unexpected=[r'^ln1\.'])),  # FD's final norm is not used
+        out_indices=[3, 5, 7, 11]),
     neck=dict(in_channels=[768, 768, 768, 768], out_channels=768, scales=[4, 2, 1, 0.5]),
     decode_head=dict(in_channels=[768, 768, 768, 768], channels=768, num_classes=num_classes),
     auxiliary_head=dict(in_channels=768, num_classes=num_classes),
@@ -66,10 +47,8 @@ optim_wrapper = dict(
         norm_decay_mult=0.0,
         bias_decay_mult=0.0,
         flat_decay_mult=0.0,
-        custom_keys={
-            '.cls_token': dict(decay_mult=0.0),
-            'relative_position_bias_table': dict(decay_mult=0.0),
-        }))
+        # mmseg's BEiT/MAE rule: the relative position tables are not decayed either.
+        custom_keys=dict(_base_.vit_no_decay, relative_position_bias_table=dict(decay_mult=0.0))))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
     dict(type='PolyLR', eta_min=0.0, power=1.0, begin=1500, end=160000, by_epoch=False),

@@ -4,27 +4,25 @@
 # 160k iterations) plus layer-wise lr decay 0.9, drop path 0.3 and AMP.
 # The windows stay those of distillation (14, 7 in the last stage); feature maps
 # are padded to whole windows (pad_small_map).
+# The backbone reads the FD checkpoint itself (work_dirs/esvit_swinb/epoch_300.pth).
 #
-#   python tools/convert_fd_checkpoint.py work_dirs/esvit_swinb/epoch_300.pth \
-#       checkpoints/fd_esvit_swinv2b_mmseg.pth --target mmseg
 #   tools/dist_train.sh configs/mmseg/upernet_fd-esvit-swinv2b_8xb2-amp-160k_ade20k-512x512.py 8
-_base_ = 'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py'
+_base_ = [
+    'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py',
+    '../_base_/backbones/fd_swinv2_base_w14.py',
+]
 # `import mmfd` registers everything these configs name (see mmfd/registry.py).
 custom_imports = dict(imports=['mmfd'], allow_failed_imports=False)
 
 model = dict(
     backbone=dict(
+        _base_.fd_swinv2_backbone,
         _delete_=True,
-        type='mmpretrain.FDSwinTransformerV2',  # drop path after the post-norm
-        arch='base',
-        img_size=224,
-        window_size=[14, 14, 14, 7],
         drop_path_rate=0.3,
         out_indices=(0, 1, 2, 3),
         pad_small_map=True,
         init_cfg=dict(
-            type='StrictPretrained',
-            checkpoint='checkpoints/fd_esvit_swinv2b_mmseg.pth',
+            _base_.fd_swinv2_backbone.init_cfg,
             # FD trains norm3 only; the norms of the other output stages are new.
             ignore_missing=[r'^norm[012]\.'])),
     decode_head=dict(in_channels=[128, 256, 512, 1024], num_classes=150),
@@ -42,8 +40,5 @@ optim_wrapper = dict(
         norm_decay_mult=0.0,
         bias_decay_mult=0.0,
         flat_decay_mult=0.0,
-        custom_keys={
-            'cpb_mlp': dict(decay_mult=0.0),
-            'logit_scale': dict(decay_mult=0.0),
-        }))
+        custom_keys=_base_.swinv2_no_decay))
 auto_scale_lr = dict(enable=True, base_batch_size=16)

@@ -9,6 +9,7 @@
 # ImageNet's; its reported top-1 was measured that way (see docs/method.md).
 dataset_type = 'ImageNet'
 data_root = 'data/imagenet'
+crop_size = 224  # train crop and evaluation centre crop (the backbone's img_size)
 bgr_mean = [103.53, 116.28, 123.675]
 bgr_std = [57.375, 57.12, 58.395]
 
@@ -17,7 +18,7 @@ data_preprocessor = dict(
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='RandomResizedCrop', scale=224, backend='pillow', interpolation='bicubic'),
+    dict(type='RandomResizedCrop', scale=crop_size, backend='pillow', interpolation='bicubic'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(
         type='RandAugment',
@@ -39,8 +40,13 @@ train_pipeline = [
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='ResizeEdge', scale=256, edge='short', backend='pillow', interpolation='bicubic'),
-    dict(type='CenterCrop', crop_size=224),
+    dict(
+        type='ResizeEdge',
+        scale=crop_size * 8 // 7,  # 256 for 224: the usual 0.875 crop ratio
+        edge='short',
+        backend='pillow',
+        interpolation='bicubic'),
+    dict(type='CenterCrop', crop_size=crop_size),
     dict(type='PackInputs'),
 ]
 

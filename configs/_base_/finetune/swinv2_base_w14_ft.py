@@ -1,20 +1,9 @@
-# ImageClassifier on a distilled SwinV2-B (window 14, 7 in the last stage at 224:
-# the FD student's geometry, configs/_base_/models/fd_swinv2_base_w14.py).
-# Global average pool of the stage-4 map (after norm3, which FD trained) -> head.
+# ImageClassifier on the distilled SwinV2-B (configs/_base_/backbones/fd_swinv2_base_w14.py):
+# global average pool of the stage-4 map (after norm3, which FD trained) -> head.
+_base_ = ['../backbones/fd_swinv2_base_w14.py']
 model = dict(
     type='ImageClassifier',
-    backbone=dict(
-        # SwinTransformerV2 with drop path after the post-norm, as the release.
-        type='FDSwinTransformerV2',
-        arch='base',
-        img_size=224,
-        window_size=[14, 14, 14, 7],
-        drop_path_rate=0.4,
-        out_indices=(3, ),
-        init_cfg=dict(
-            type='StrictPretrained',
-            checkpoint='checkpoints/fd_swinv2b_mmpretrain.pth',
-            prefix='backbone.')),
+    backbone=dict(_base_.fd_swinv2_backbone, drop_path_rate=0.4),
     neck=dict(type='GlobalAveragePooling'),
     head=dict(
         type='LinearClsHead',

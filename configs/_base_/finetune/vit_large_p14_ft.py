@@ -5,5 +5,5 @@ model = dict(
         arch='large',
         patch_size=14,
         drop_path_rate=0.4,
-        init_cfg=dict(checkpoint='checkpoints/fd_vitl14_mmpretrain.pth')),
+        init_cfg=dict(checkpoint='work_dirs/clip_vitl/epoch_300.pth')),
     head=dict(in_channels=1024))
