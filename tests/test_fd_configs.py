@@ -206,3 +206,45 @@ def test_smaller_student_config_is_deit_small():
     arch = load('clip_vitb_vits16').model.backbone.arch
     from mmpretrain.models.backbones import VisionTransformer
     assert VisionTransformer.arch_zoo[arch]['embed_dims'] == 384
+
+
+# Multi-teacher configs: name -> {teacher: (width, target tokens, teacher px)}
+MULTI = {
+    'clip_dino_vitb16': dict(clip=(768, 197, 224), dino=(768, 197, 224)),
+    'siglip2_dinov2reg_vitb16': dict(siglip=(768, 196, 224), dinov2=(768, 197, 196)),
+}
+
+
+@pytest.mark.parametrize('name', sorted(MULTI))
+def test_multi_teacher_config_builds_and_trains_one_step(name):
+    """Real-width teachers (2 of their blocks) and a 2-block ViT-B/16-wide student:
+    one target per teacher on the student's grid, one loss per teacher."""
+    import open_clip
+    cfg = load(name)
+    assert cfg.model.teacher is None and set(cfg.model.teachers) == set(MULTI[name])
+    for teacher in cfg.model.teachers.values():
+        teacher.checkpoint, teacher.allow_random_init = None, True
+        if teacher.type == 'TimmTeacher':
+            teacher.model_kwargs = dict(depth=2)
+        elif teacher.type == 'CLIPTeacher':
+            arch = open_clip.get_model_config('ViT-B-16')
+            arch['vision_cfg']['layers'], arch['quick_gelu'] = 2, True
+            teacher.arch = arch
+        else:
+            teacher.arch = dict(patch_size=16, embed_dim=768, depth=2, num_heads=12)
+    cfg.model.backbone.arch = dict(
+        embed_dims=768, num_layers=2, num_heads=12, feedforward_channels=3072)
+    cfg.model.setdefault('data_preprocessor', cfg.data_preprocessor)
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    model.train()
+    x = torch.randn(1, 3, 224, 224)
+    for teacher, (width, tokens, px) in MULTI[name].items():
+        assert model.teacher_input_sizes[teacher] == (px, px)
+        target, _ = model.compute_target(x, teacher)
+        assert target.shape == (1, tokens, width) and torch.isfinite(target).all()
+    losses = model.loss(x)
+    assert set(losses) == {f'loss_{t}' for t in MULTI[name]}
+    sum(losses.values()).backward()
+    assert all(p.grad is None for p in model.teachers.parameters())

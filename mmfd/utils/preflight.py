@@ -152,7 +152,16 @@ def teacher_types() -> List[str]:
 
 def check_teacher(cfg, problems: _Problems) -> None:
     model = _get(cfg, 'model', {}) or {}
-    teacher = model.get('teacher', None) if isinstance(model, dict) else None
+    if not isinstance(model, dict):
+        return
+    teachers = {'model.teacher': model.get('teacher', None)}
+    if isinstance(model.get('teachers', None), dict):
+        teachers = {f'model.teachers.{k}': v for k, v in model['teachers'].items()}
+    for where, teacher in teachers.items():
+        _check_teacher_type(where, teacher, problems)
+
+
+def _check_teacher_type(where: str, teacher, problems: _Problems) -> None:
     if not isinstance(teacher, dict) or 'type' not in teacher:
         return
     name = teacher['type']
@@ -169,7 +178,7 @@ def check_teacher(cfg, problems: _Problems) -> None:
     ]
     hint = f' Did you mean {", ".join(repr(c) for c in close)}?' if close else ''
     problems.add(
-        ConfigError, f'model.teacher.type={name!r} is not a registered teacher.'
+        ConfigError, f'{where}.type={name!r} is not a registered teacher.'
         f'{hint} Known teachers: {", ".join(known)}.')
 
 

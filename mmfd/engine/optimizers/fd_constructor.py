@@ -18,26 +18,32 @@ from mmfd.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
 @contextmanager
 def _without_frozen_teacher(model: nn.Module):
-    teacher = model._modules.get('teacher')
-    if teacher is None or any(p.requires_grad for p in teacher.parameters()):
-        yield
-        return
-    tensors = list(teacher.parameters())
-    print_log(
-        f'teacher: {len(tensors)} frozen parameter tensors '
-        f'({sum(p.numel() for p in tensors):,} values), not optimised.',
-        logger='current')
-    del model._modules['teacher']
+    """Takes the frozen ``teacher`` (or ``teachers``) module out of the model while
+    the optimizer is built, and puts it back."""
+    removed = {}
+    for key in ('teacher', 'teachers'):
+        module = model._modules.get(key)
+        if module is not None and not any(p.requires_grad for p in module.parameters()):
+            removed[key] = module
+    if removed:
+        tensors = [p for module in removed.values() for p in module.parameters()]
+        print_log(
+            f'{" + ".join(removed)}: {len(tensors)} frozen parameter tensors '
+            f'({sum(p.numel() for p in tensors):,} values), not optimised.',
+            logger='current')
+    for key in removed:
+        del model._modules[key]
     try:
         yield
     finally:
-        model._modules['teacher'] = teacher
+        model._modules.update(removed)
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
 class FDOptimWrapperConstructor(DefaultOptimWrapperConstructor):
-    """``DefaultOptimWrapperConstructor`` (same options) that skips a frozen
-    ``model.teacher``. Models without one are handled exactly as by the default."""
+    """``DefaultOptimWrapperConstructor`` (same options) that skips the frozen
+    ``model.teacher`` / ``model.teachers``. Models without one are handled exactly
+    as by the default."""
 
     def __call__(self, model: nn.Module):
         inner = model.module if hasattr(model, 'module') else model

@@ -3,17 +3,22 @@
 data_preprocessor -> student backbone -> FDHead(projection)  ─┐
                  └-> (re-normalise, align) -> frozen teacher -┴-> whitened Smooth-L1
 
-The teacher is a submodule (it moves with ``.to()``/``.cuda()``) but it is never
+Several teachers (``teachers=dict(clip=..., dino=...)``) each get their own
+re-normalisation, input size, head and loss; the losses are weighted and summed.
+
+Every teacher is a submodule (it moves with ``.to()``/``.cuda()``) but it is never
 trained, never leaves eval mode, is ignored by DDP, and is left OUT of every saved
 state dict: on load it keeps the weights it was built with from its own checkpoint.
-A ViT-L FD checkpoint therefore holds the student and the head only.
+A ViT-L FD checkpoint therefore holds the student and the head(s) only.
 """
 import logging
-from typing import Optional, Tuple
+import re
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from mmengine.logging import print_log
+from mmengine.model import ModuleDict
 from mmengine.registry import DefaultScope
 from mmpretrain.models.backbones import SwinTransformer, SwinTransformerV2
 from mmpretrain.models.selfsup import BaseSelfSupervisor
@@ -23,27 +28,38 @@ from mmfd.registry import MODELS
 from mmfd.utils.errors import ConfigError
 
 TEACHER_PREFIX = 'teacher.'
+TEACHERS_PREFIX = 'teachers.'
+_NAME = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*$')
 
 
 @MODELS.register_module()
 class FeatureDistiller(BaseSelfSupervisor):
-    """Feature Distillation (Wei et al., 2022).
+    """Feature Distillation (Wei et al., 2022), from one teacher or several.
 
     Args:
         backbone (dict): the student (e.g. ``FDViT`` or ``SwinTransformerV2``).
-        teacher (dict): a registered teacher (``CLIPTeacher``, ``ViTTeacher``, ...).
+        teacher (dict): a registered teacher (``CLIPTeacher``, ``TimmTeacher``, ...).
         head (dict): an ``FDHead``; ``in_channels``/``out_channels`` default to the
-            student's and the teacher's widths.
+            student's and the teacher's widths. With ``teachers``, the options every
+            head shares (e.g. ``beta``).
+        teachers (dict, optional): instead of ``teacher``: name -> teacher config
+            (``dict(clip=dict(type='CLIPTeacher', ...), dino=dict(...))``). Names
+            are identifiers; the loss dict logs ``loss_<name>`` for each.
+        heads (dict, optional): name -> head options for that teacher's head, on
+            top of ``head`` (e.g. ``dict(dino=dict(adaptor='mlp'))``).
+        loss_weights (dict, optional): name -> weight of that teacher's loss
+            (default 1.0 each); non-negative, with a positive sum.
         input_size (int | tuple): the training crop size; the geometry is checked
             for it when the model is built, before any data is read.
-        align (str): how a teacher grid that differs from the student's is aligned:
+        align (str | dict): how a teacher grid that differs from the student's is
+            aligned (one mode, or name -> mode with ``teachers``):
             ``'resize_input'`` (the release): the teacher sees the crop resized to
             student_grid x teacher_patch pixels (a teacher config without
             ``img_size`` is adapted to that size once, at build);
-            ``'interpolate_target'``: the
-            teacher sees its native ``img_size`` and its patch map is bilinearly
-            resized to the student grid; ``'none'``: grids must already match.
-        teacher_view_resize (dict, optional): how the crop is resized for the
+            ``'interpolate_target'``: the teacher sees its native ``img_size`` and
+            its patch map is bilinearly resized to the student grid; ``'none'``:
+            grids must already match.
+        teacher_view_resize (dict, optional): how the crop is resized for a
             teacher when the sizes differ: ``dict(mode='bilinear', antialias=True)``
             by default (the release; ``mode='bicubic'`` is the other choice).
         include_cls (bool): regress the CLS token too when both sides have one.
@@ -58,23 +74,26 @@ class FeatureDistiller(BaseSelfSupervisor):
 
     def __init__(self,
                  backbone: dict,
-                 teacher: dict,
+                 teacher: Optional[dict] = None,
                  head: Optional[dict] = None,
+                 teachers: Optional[dict] = None,
+                 heads: Optional[dict] = None,
+                 loss_weights: Optional[dict] = None,
                  input_size=224,
-                 align: str = 'resize_input',
+                 align='resize_input',
                  teacher_view_resize: Optional[dict] = None,
                  include_cls: bool = True,
                  target_after_final_norm: bool = True,
                  compile_student=False,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
-        if align not in self.ALIGN_MODES:
-            raise ConfigError(f'model.align={align!r} is not one of {self.ALIGN_MODES}.')
+        specs = _teacher_specs(teacher, teachers)
+        self.multi_teacher = teachers is not None
+        aligns = _per_teacher_align(align, specs, self.ALIGN_MODES)
+        head_cfgs = _head_configs(head, heads, specs)
+        weights = _loss_weights(loss_weights, specs)
         self.teacher_view_resize = resize_options(teacher_view_resize, TEACHER_VIEW_RESIZE,
                                                   'model.teacher_view_resize')
-        # resize_input sets the teacher's size for the user unless the config did.
-        adapt_teacher = align == 'resize_input' and isinstance(teacher, dict) and \
-            teacher.get('img_size') is None
         # Parts are mmpretrain/mmfd types: build them in that scope even when the
         # caller's default scope is another toolbox's (scoped names still work).
         with DefaultScope.overwrite_default_scope('mmpretrain'):
@@ -83,47 +102,108 @@ class FeatureDistiller(BaseSelfSupervisor):
                 head=None,
                 data_preprocessor=data_preprocessor,
                 init_cfg=init_cfg)
-            self.teacher = (
-                teacher if isinstance(teacher, torch.nn.Module) else MODELS.build(teacher))
-            self._finish_init(head, align, include_cls, input_size, target_after_final_norm,
-                              compile_student, adapt_teacher)
+            built = {
+                name: cfg if isinstance(cfg, torch.nn.Module) else MODELS.build(cfg)
+                for name, cfg in specs.items()
+            }
+            if self.multi_teacher:
+                self.teachers = ModuleDict(built)
+            else:
+                self.teacher = built[None]
+            self._finish_init(specs, head_cfgs, aligns, weights, include_cls, input_size,
+                              target_after_final_norm, compile_student)
 
-    def _finish_init(self, head, align, include_cls, input_size, target_after_final_norm,
-                     compile_student, adapt_teacher):
-        self.teacher.freeze()
-        self.teacher.use_final_norm(target_after_final_norm)
-        self.align = align
+    def _finish_init(self, specs, head_cfgs, aligns, weights, include_cls, input_size,
+                     target_after_final_norm, compile_student):
         self.include_cls = include_cls
         self.input_size = _pair(input_size)
-
         self.student_grid, student_width, self.student_has_cls = self._student_geometry()
-        self.teacher_input_size = self._teacher_input_size()
-        if adapt_teacher:
-            self._adapt_teacher()
-        self._check_grids()
+        self.aligns, self.teacher_input_sizes, self.loss_weights = aligns, {}, weights
+        self.renormalises = {}
+        heads = {}
+        for name, teacher in self.named_teachers().items():
+            teacher.freeze()
+            teacher.use_final_norm(target_after_final_norm)
+            self.teacher_input_sizes[name] = self._teacher_input_size(name)
+            # resize_input sets the teacher's size for the user unless the config did.
+            if aligns[name] == 'resize_input' and isinstance(specs[name], dict) and \
+                    specs[name].get('img_size') is None:
+                self._adapt_teacher(name)
+            self._check_grids(name)
+            heads[name] = self._build_head(name, head_cfgs[name], student_width)
+            self._register_renormalisation(name)
+        if self.multi_teacher:
+            self.heads = ModuleDict(heads)  # mmengine's: init_weights reaches the heads
+        else:
+            self.head = heads[None]
 
-        head = dict(head or {})
-        head.setdefault('type', 'FDHead')
-        head.setdefault('in_channels', student_width)
-        head.setdefault('out_channels', self.teacher.embed_dim)
-        if head['in_channels'] != student_width:
-            raise ConfigError(f'model.head.in_channels={head["in_channels"]} but the student '
-                              f'{type(self.backbone).__name__} outputs {student_width} channels.')
-        if head['out_channels'] != self.teacher.embed_dim:
-            raise ConfigError(
-                f'model.head.out_channels={head["out_channels"]} but the teacher '
-                f'{type(self.teacher).__name__} outputs {self.teacher.embed_dim} channels.')
-        self.head = MODELS.build(head)
-
-        self._register_renormalisation()
         if compile_student:
             self.backbone.compile(**(compile_student if isinstance(compile_student, dict) else {}))
         self.register_state_dict_post_hook(_drop_teacher_state)
         self.register_load_state_dict_pre_hook(_keep_teacher_state)
-        # DDP: the frozen teacher needs no initial broadcast and no gradient buckets.
+        # DDP: the frozen teachers need no initial broadcast and no gradient buckets.
         self._ddp_params_and_buffers_to_ignore = [
-            TEACHER_PREFIX + name for name, _ in self.teacher.named_parameters()
-        ] + [TEACHER_PREFIX + name for name, _ in self.teacher.named_buffers()]
+            prefix + name for prefix, teacher in self.teacher_prefixes().items()
+            for name, _ in list(teacher.named_parameters()) + list(teacher.named_buffers())
+        ]
+
+    # ------------------------------------------------------------------ teachers
+    def named_teachers(self) -> Dict[Optional[str], torch.nn.Module]:
+        """name -> teacher (the single teacher's name is None)."""
+        return dict(self.teachers) if self.multi_teacher else {None: self.teacher}
+
+    def teacher_prefixes(self) -> Dict[str, torch.nn.Module]:
+        """State-dict prefix -> teacher ('teacher.' or 'teachers.<name>.')."""
+        if self.multi_teacher:
+            return {f'{TEACHERS_PREFIX}{n}.': t for n, t in self.teachers.items()}
+        return {TEACHER_PREFIX: self.teacher}
+
+    def _teacher(self, name: Optional[str]):
+        if not self.multi_teacher:
+            return self.teacher
+        if name not in self.teachers:
+            raise ConfigError(f'No teacher named {name!r}; teachers: {list(self.teachers)}.')
+        return self.teachers[name]
+
+    def _head(self, name: Optional[str]):
+        return self.heads[name] if self.multi_teacher else self.head
+
+    def _label(self, name: Optional[str]) -> str:
+        return 'model.teacher' if name is None else f'model.teachers.{name}'
+
+    @property
+    def teacher_input_size(self) -> Tuple[int, int]:
+        """The single teacher's input size (``teacher_input_sizes[name]`` for several)."""
+        return self.teacher_input_sizes[self._only_name()]
+
+    @property
+    def align(self) -> str:
+        return self.aligns[self._only_name()]
+
+    @property
+    def renormalise(self) -> bool:
+        return self.renormalises[self._only_name()]
+
+    def _only_name(self):
+        if self.multi_teacher:
+            raise AttributeError('This FeatureDistiller has several teachers: use the '
+                                 'per-teacher dicts (teacher_input_sizes, aligns, ...).')
+        return None
+
+    def _build_head(self, name, cfg: dict, student_width: int):
+        teacher = self._teacher(name)
+        cfg = dict(cfg)
+        label = 'model.head' if name is None else f'model.heads.{name}'
+        cfg.setdefault('type', 'FDHead')
+        cfg.setdefault('in_channels', student_width)
+        cfg.setdefault('out_channels', teacher.embed_dim)
+        if cfg['in_channels'] != student_width:
+            raise ConfigError(f'{label}.in_channels={cfg["in_channels"]} but the student '
+                              f'{type(self.backbone).__name__} outputs {student_width} channels.')
+        if cfg['out_channels'] != teacher.embed_dim:
+            raise ConfigError(f'{label}.out_channels={cfg["out_channels"]} but the teacher '
+                              f'{type(teacher).__name__} outputs {teacher.embed_dim} channels.')
+        return MODELS.build(cfg)
 
     # ------------------------------------------------------------------ geometry
     def _student_geometry(self) -> Tuple[Tuple[int, int], int, bool]:
@@ -154,58 +234,67 @@ class FeatureDistiller(BaseSelfSupervisor):
                 "mmpretrain's ViTs.")
         return tuple(out.shape[-2:]), out.shape[1], False
 
-    def _teacher_input_size(self) -> Tuple[int, int]:
-        t = self.teacher
-        if self.align == 'resize_input':
+    def _teacher_input_size(self, name) -> Tuple[int, int]:
+        t, align = self._teacher(name), self.aligns[name]
+        if align == 'resize_input':
             return (self.student_grid[0] * t.patch_size, self.student_grid[1] * t.patch_size)
-        if self.align == 'interpolate_target':
+        if align == 'interpolate_target':
             return _pair(t.img_size)
         return self.input_size
 
-    def _adapt_teacher(self):
+    def _adapt_teacher(self, name):
         """Builds the teacher for the size resize_input feeds it (e.g. 196 px for a
         /14 teacher under a /16 student at 224), so no ``teacher.img_size`` is needed."""
-        size = self.teacher_input_size
-        old = self.teacher.img_size
+        teacher, size = self._teacher(name), self.teacher_input_sizes[name]
+        old = teacher.img_size
         if size[0] != size[1] or size[0] == old:
             return
-        if self.teacher.adapt_img_size(size[0]):
+        if teacher.adapt_img_size(size[0]):
             print_log(
-                f'FeatureDistiller: align="resize_input" feeds the teacher '
+                f'FeatureDistiller: align="resize_input" feeds {self._label(name)} '
                 f'{size[0]}x{size[1]} crops (student grid {self.student_grid[0]}x'
-                f'{self.student_grid[1]} x teacher patch {self.teacher.patch_size}); '
-                f'{type(self.teacher).__name__} adapted from {old} px, position table '
-                f'resampled once ({_describe(getattr(self.teacher, "pos_embed_resize", {}))}).',
+                f'{self.student_grid[1]} x teacher patch {teacher.patch_size}); '
+                f'{type(teacher).__name__} adapted from {old} px, position table '
+                f'resampled once ({_describe(getattr(teacher, "pos_embed_resize", {}))}).',
                 logger='current',
                 level=logging.INFO)
 
-    def _check_grids(self):
-        teacher_grid = self.teacher.grid_size(self.teacher_input_size)
-        if self.align != 'interpolate_target' and tuple(teacher_grid) != self.student_grid:
+    def _check_grids(self, name):
+        teacher, size, align = self._teacher(
+            name), self.teacher_input_sizes[name], self.aligns[name]
+        teacher_grid = teacher.grid_size(size)
+        option = 'model.align' if name is None else f'model.align[{name!r}]'
+        if align != 'interpolate_target' and tuple(teacher_grid) != self.student_grid:
             raise ConfigError(
-                f'Teacher grid {tuple(teacher_grid)} (patch {self.teacher.patch_size} at '
-                f'{self.teacher_input_size}) != student grid {self.student_grid} with '
-                f'model.align={self.align!r}. Use align="resize_input" or '
+                f'Teacher grid {tuple(teacher_grid)} of {self._label(name)} (patch '
+                f'{teacher.patch_size} at {size}) != student grid {self.student_grid} with '
+                f'{option}={align!r}. Use align="resize_input" or '
                 '"interpolate_target", or change model.input_size.')
         if min(teacher_grid) < 1:
-            raise ConfigError(f'Teacher input {self.teacher_input_size} is smaller than '
-                              f'one teacher patch ({self.teacher.patch_size} px).')
+            raise ConfigError(f'{self._label(name)}: teacher input {size} is smaller than '
+                              f'one teacher patch ({teacher.patch_size} px).')
 
-    def _register_renormalisation(self):
+    def _buffer_name(self, name, what: str) -> str:
+        return f'_teacher_{what}' if name is None else f'_teacher_{what}_{name}'
+
+    def _register_renormalisation(self, name):
         """x_teacher = x * scale + shift maps the pipeline's normalisation to the
         teacher's (CLIP's mean/std differ from ImageNet's)."""
+        teacher = self._teacher(name)
         pre = self.data_preprocessor
         if getattr(pre, '_enable_normalize', False):
             mean_in, std_in = pre.mean.view(3), pre.std.view(3)
         else:
             mean_in, std_in = torch.zeros(3), torch.ones(3)
-        mean_t = torch.tensor(self.teacher.mean, dtype=torch.float32)
-        std_t = torch.tensor(self.teacher.std, dtype=torch.float32)
+        mean_t = torch.tensor(teacher.mean, dtype=torch.float32)
+        std_t = torch.tensor(teacher.std, dtype=torch.float32)
         scale, shift = std_in / std_t, (mean_in - mean_t) / std_t
-        self.renormalise = not (torch.allclose(scale, torch.ones(3))
-                                and torch.allclose(shift, torch.zeros(3)))
-        self.register_buffer('_teacher_scale', scale.view(1, 3, 1, 1), persistent=False)
-        self.register_buffer('_teacher_shift', shift.view(1, 3, 1, 1), persistent=False)
+        self.renormalises[name] = not (torch.allclose(scale, torch.ones(3))
+                                       and torch.allclose(shift, torch.zeros(3)))
+        self.register_buffer(
+            self._buffer_name(name, 'scale'), scale.view(1, 3, 1, 1), persistent=False)
+        self.register_buffer(
+            self._buffer_name(name, 'shift'), shift.view(1, 3, 1, 1), persistent=False)
 
     # ------------------------------------------------------------------ forward
     def _student_tokens(self, inputs: torch.Tensor):
@@ -220,19 +309,25 @@ class FeatureDistiller(BaseSelfSupervisor):
         return self._student_tokens(inputs)[0]
 
     @torch.no_grad()
-    def teacher_input(self, inputs: torch.Tensor) -> torch.Tensor:
-        """The student's view re-normalised and resized for the teacher."""
+    def teacher_input(self, inputs: torch.Tensor, name: Optional[str] = None) -> torch.Tensor:
+        """The student's view re-normalised and resized for a teacher (the only
+        one, or ``name``)."""
+        self._teacher(name)  # a clear error for an unknown name
         x = inputs
-        if self.renormalise:
-            x = x * self._teacher_scale + self._teacher_shift
-        if tuple(x.shape[-2:]) != self.teacher_input_size:
-            x = resize_image(x, self.teacher_input_size, **self.teacher_view_resize)
+        if self.renormalises[name]:
+            x = x * getattr(self, self._buffer_name(name, 'scale')) + getattr(
+                self, self._buffer_name(name, 'shift'))
+        size = self.teacher_input_sizes[name]
+        if tuple(x.shape[-2:]) != size:
+            x = resize_image(x, size, **self.teacher_view_resize)
         return x
 
     @torch.no_grad()
-    def compute_target(self, inputs: torch.Tensor) -> Tuple[torch.Tensor, bool]:
-        """Teacher tokens [B, N, C] on the student's grid, and whether CLS is first."""
-        tokens, grid, has_cls = self.teacher(self.teacher_input(inputs))
+    def compute_target(self,
+                       inputs: torch.Tensor,
+                       name: Optional[str] = None) -> Tuple[torch.Tensor, bool]:
+        """A teacher's tokens [B, N, C] on the student's grid, and whether CLS is first."""
+        tokens, grid, has_cls = self._teacher(name)(self.teacher_input(inputs, name))
         if tuple(grid) != self.student_grid:
             tokens = _resize_token_map(tokens, grid, self.student_grid, has_cls)
         return tokens, has_cls
@@ -245,29 +340,100 @@ class FeatureDistiller(BaseSelfSupervisor):
                     "train_dataloader.collate_fn=dict(type='default_collate') (mmengine's "
                     'default pseudo_collate does not stack the batch).')
             inputs = inputs[0]  # one view: teacher and student see the same crop
-        target, teacher_cls = self.compute_target(inputs)
+        # Teachers run in sequence, each under no_grad, before the student.
+        targets = {name: self.compute_target(inputs, name) for name in self.named_teachers()}
         student, _, student_cls = self._student_tokens(inputs)
-        keep_cls = self.include_cls and teacher_cls and student_cls
-        if student_cls and not keep_cls:
-            student = student[:, 1:]
-        if teacher_cls and not keep_cls:
-            target = target[:, 1:]
-        return self.head.loss(student, target)
+        losses = {}
+        for name, (target, teacher_cls) in targets.items():
+            keep_cls = self.include_cls and teacher_cls and student_cls
+            pred_tokens = student[:, 1:] if student_cls and not keep_cls else student
+            if teacher_cls and not keep_cls:
+                target = target[:, 1:]
+            if not self.multi_teacher:
+                return self.head.loss(pred_tokens, target)
+            loss = self._head(name).loss(pred_tokens, target)['loss']
+            # mmengine sums every key holding 'loss' into the logged total `loss`.
+            losses[f'loss_{name}'] = loss * self.loss_weights[name]
+        return losses
 
 
 # ---------------------------------------------------------------------- state dict
 def _keep_teacher_state(module, state_dict, prefix, *args):
-    """Load pre-hook: the teacher keeps the weights of its own checkpoint. Its
+    """Load pre-hook: the teachers keep the weights of their own checkpoints. Their
     entries are filled in (or overridden) so that strict loading of a student-only
     checkpoint works."""
-    for name, tensor in module.teacher.state_dict().items():
-        state_dict[prefix + TEACHER_PREFIX + name] = tensor
+    for teacher_prefix, teacher in module.teacher_prefixes().items():
+        for name, tensor in teacher.state_dict().items():
+            state_dict[prefix + teacher_prefix + name] = tensor
 
 
 def _drop_teacher_state(module, state_dict, prefix, local_metadata):
-    """State-dict post-hook: the frozen teacher is never saved."""
-    for key in [k for k in state_dict if k.startswith(prefix + TEACHER_PREFIX)]:
+    """State-dict post-hook: a frozen teacher is never saved."""
+    prefixes = tuple(prefix + p for p in module.teacher_prefixes())
+    for key in [k for k in state_dict if k.startswith(prefixes)]:
         del state_dict[key]
+
+
+# ---------------------------------------------------------------------- options
+def _teacher_specs(teacher, teachers) -> Dict[Optional[str], dict]:
+    """name -> teacher config (the single teacher's name is None)."""
+    if (teacher is None) == (teachers is None):
+        raise ConfigError('Set exactly one of model.teacher (one teacher) and model.teachers '
+                          '(name -> teacher config).')
+    if teachers is None:
+        return {None: teacher}
+    if not isinstance(teachers, dict) or not teachers:
+        raise ConfigError('model.teachers must be a non-empty dict: name -> teacher config.')
+    for name in teachers:
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ConfigError(f'model.teachers: {name!r} is not a valid teacher name (an '
+                              'identifier: it becomes the loss key loss_<name>).')
+    return dict(teachers)
+
+
+def _unknown(given, specs, option: str) -> None:
+    extra = sorted(set(given) - set(specs))
+    if extra:
+        raise ConfigError(f'{option} names {extra}, which are not teachers; teachers: '
+                          f'{sorted(specs)}.')
+
+
+def _per_teacher_align(align, specs, modes) -> dict:
+    if isinstance(align, dict):
+        if None in specs:
+            raise ConfigError('model.align is a dict (name -> mode) but there is one teacher: '
+                              'give one mode.')
+        _unknown(align, specs, 'model.align')
+        aligns = {name: align.get(name, 'resize_input') for name in specs}
+    else:
+        aligns = {name: align for name in specs}
+    for name, mode in aligns.items():
+        if mode not in modes:
+            option = 'model.align' if name is None else f'model.align[{name!r}]'
+            raise ConfigError(f'{option}={mode!r} is not one of {modes}.')
+    return aligns
+
+
+def _head_configs(head, heads, specs) -> dict:
+    if heads is not None and None in specs:
+        raise ConfigError('model.heads is for several teachers (model.teachers); with one '
+                          'teacher use model.head.')
+    heads = dict(heads or {})
+    _unknown(heads, specs, 'model.heads')
+    return {name: dict(head or {}, **(heads.get(name) or {})) for name in specs}
+
+
+def _loss_weights(weights, specs) -> dict:
+    if weights is not None and None in specs:
+        raise ConfigError('model.loss_weights is for several teachers; with one teacher use '
+                          'model.head.loss_weight.')
+    weights = dict(weights or {})
+    _unknown(weights, specs, 'model.loss_weights')
+    weights = {name: float(weights.get(name, 1.0)) for name in specs}
+    if any(w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
+        raise ConfigError(f'model.loss_weights={weights}: weights must be >= 0 with a '
+                          'positive sum.')
+    return weights
 
 
 def _resize_token_map(tokens: torch.Tensor, grid, new_grid, has_cls: bool) -> torch.Tensor:

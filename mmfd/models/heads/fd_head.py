@@ -25,7 +25,13 @@ class FDHead(BaseModule):
         whiten_target (bool): apply the non-parametric LayerNorm to the target.
         eps (float): eps of the whitening LayerNorm (torch's default 1e-5).
         loss_weight (float): multiplier of the loss.
+        adaptor (str): ``'linear'`` (the release's 1x1 projection) or ``'mlp'``:
+            Linear -> LayerNorm -> GELU -> Linear, the adaptor multi-teacher
+            distillation uses (AM-RADIO, UNIC) when a student serves several teachers.
+        hidden_channels (int, optional): width of the MLP adaptor; default
+            ``out_channels``.
     """
+    ADAPTORS = ('linear', 'mlp')
 
     def __init__(self,
                  in_channels: int,
@@ -34,20 +40,34 @@ class FDHead(BaseModule):
                  whiten_target: bool = True,
                  eps: float = 1e-5,
                  loss_weight: float = 1.0,
+                 adaptor: str = 'linear',
+                 hidden_channels=None,
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.beta, self.whiten_target, self.eps = beta, whiten_target, eps
         self.loss_weight = loss_weight
-        # A per-token linear map is the release's 1x1 projection (Conv1d k=1).
-        self.proj = nn.Linear(in_channels, out_channels)
+        if adaptor not in self.ADAPTORS:
+            from mmfd.utils.errors import ConfigError
+            raise ConfigError(f'FDHead: adaptor={adaptor!r} is not one of {self.ADAPTORS}.')
+        self.adaptor = adaptor
+        if adaptor == 'linear':
+            # A per-token linear map is the release's 1x1 projection (Conv1d k=1).
+            self.proj = nn.Linear(in_channels, out_channels)
+        else:
+            hidden = int(hidden_channels or out_channels)
+            self.proj = nn.Sequential(
+                nn.Linear(in_channels, hidden), nn.LayerNorm(hidden), nn.GELU(),
+                nn.Linear(hidden, out_channels))
 
     def init_weights(self):
         super().init_weights()
         if not loads_pretrained(self.init_cfg):
             # The release's Conv1d keeps PyTorch's default init, which is nn.Linear's
             # too (kaiming-uniform weight, uniform bias, both +-1/sqrt(fan_in)).
-            self.proj.reset_parameters()
+            for module in self.proj.modules():
+                if isinstance(module, (nn.Linear, nn.LayerNorm)):
+                    module.reset_parameters()
 
     def forward(self, student_tokens: torch.Tensor) -> torch.Tensor:
         return self.proj(student_tokens)

@@ -1,0 +1,207 @@
+"""Multi-teacher FD: several teachers, one student, each with its own geometry,
+statistics, head and loss."""
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+from fd_fixtures import make_image_folder, make_timm_vit_checkpoint, read_scalars, run_train
+from teacher_fixtures import build_open_clip, tiny_clip_config
+
+import mmfd  # noqa: F401
+from mmfd.models.algorithms.fd import FeatureDistiller
+from mmfd.models.teachers import IMAGENET_MEAN, IMAGENET_STD, CLIPTeacher, ViTTeacher
+from mmfd.utils.errors import ConfigError
+
+STUDENT = dict(
+    type='FDViT',
+    arch=dict(embed_dims=32, num_layers=2, num_heads=4, feedforward_channels=64),
+    img_size=64,
+    patch_size=16,
+    drop_path_rate=0.1)  # the recipe's randomness stays on
+PREPROCESSOR = dict(
+    type='SelfSupDataPreprocessor', mean=IMAGENET_MEAN, std=IMAGENET_STD, to_rgb=True)
+VIT_ARCH = dict(patch_size=8, embed_dim=48, depth=2, num_heads=2)
+
+
+@pytest.fixture(scope='module')
+def files(tmp_path_factory):
+    """A patch-8 ViT (ImageNet statistics, 48 wide, 32 px) and a patch-16 CLIP tower
+    (CLIP statistics, 64 wide, 64 px): different widths, patches and statistics."""
+    root = tmp_path_factory.mktemp('teachers')
+    vit = make_timm_vit_checkpoint(root / 'deit.pth', patch_size=8, embed_dim=48, img_size=32)
+    clip_config = tiny_clip_config(width=64, patch=16, image=64)
+    clip = root / 'clip.bin'
+    torch.save(build_open_clip(clip_config).state_dict(), clip)
+    return dict(vit=str(vit), clip=str(clip), clip_config=clip_config)
+
+
+def vit_cfg(files):
+    return dict(type='ViTTeacher', arch=VIT_ARCH, img_size=32, checkpoint=files['vit'])
+
+
+def clip_cfg(files):
+    return dict(type='CLIPTeacher', arch=files['clip_config'], checkpoint=files['clip'])
+
+
+def build(seed=0, **kwargs):
+    torch.manual_seed(seed)
+    model = FeatureDistiller(
+        backbone=STUDENT, input_size=64, data_preprocessor=PREPROCESSOR, **kwargs)
+    model.init_weights()
+    return model.train()
+
+
+def test_one_teacher_in_teachers_is_the_single_teacher(files):
+    """The same teacher through `teacher=` and `teachers=dict(t=...)`: same loss and
+    gradients on the same weights and input (drop path on, same seed)."""
+    single = build(teacher=vit_cfg(files))
+    multi = build(teachers=dict(t=vit_cfg(files)))
+    assert multi.heads.t.proj.weight.equal(single.head.proj.weight)
+    x = torch.randn(2, 3, 64, 64)
+    torch.manual_seed(1)
+    loss_single = single.loss(x)['loss']
+    torch.manual_seed(1)
+    loss_multi = multi.loss(x)['loss_t']
+    assert abs(loss_single.item() - loss_multi.item()) <= 1e-6
+    loss_single.backward()
+    loss_multi.backward()
+    grads = dict(multi.named_parameters())
+    for name, param in single.named_parameters():
+        if param.grad is None:
+            continue
+        twin = grads[name.replace('head.', 'heads.t.')]
+        torch.testing.assert_close(param.grad, twin.grad, rtol=0, atol=1e-6)
+
+
+def test_each_teacher_gets_its_own_view_and_the_loss_is_their_weighted_sum(files):
+    model = build(
+        teachers=dict(vit=vit_cfg(files), clip=clip_cfg(files)),
+        loss_weights=dict(vit=0.5, clip=2.0))
+    assert model.teacher_input_sizes == dict(vit=(32, 32), clip=(64, 64))
+    x = torch.randn(2, 3, 64, 64)
+
+    # Each teacher alone, on the view computed here by hand.
+    vit = ViTTeacher(arch=VIT_ARCH, img_size=32, checkpoint=files['vit'])
+    from torchvision.transforms.v2 import InterpolationMode
+    from torchvision.transforms.v2.functional import resize
+    vit_view = resize(x, [32, 32], interpolation=InterpolationMode.BILINEAR, antialias=True)
+    clip = CLIPTeacher(arch=files['clip_config'], checkpoint=files['clip'])
+    mean_in, std_in = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
+    mean_t, std_t = torch.tensor(clip.mean), torch.tensor(clip.std)
+    clip_view = (x * std_in.view(1, 3, 1, 1) + mean_in.view(1, 3, 1, 1) -
+                 mean_t.view(1, 3, 1, 1)) / std_t.view(1, 3, 1, 1)
+    expected = dict(vit=vit(vit_view).tokens, clip=clip(clip_view).tokens)
+    for name in ('vit', 'clip'):
+        target, has_cls = model.compute_target(x, name)
+        assert has_cls
+        torch.testing.assert_close(target, expected[name], rtol=0, atol=1e-5)
+
+    # The loss dict: loss_<name> = weight x whitened Smooth-L1, computed by hand.
+    torch.manual_seed(3)
+    losses = model.loss(x)
+    torch.manual_seed(3)
+    student = model.backbone(x)[-1]
+    for name, weight in (('vit', 0.5), ('clip', 2.0)):
+        pred = model.heads[name].proj(student)
+        target = F.layer_norm(expected[name], expected[name].shape[-1:], eps=1e-5)
+        by_hand = weight * F.smooth_l1_loss(pred, target, beta=2.0)
+        assert abs(losses[f'loss_{name}'].item() - by_hand.item()) <= 1e-5
+    total, log_vars = model.parse_losses(losses)
+    assert set(log_vars) == {'loss', 'loss_vit', 'loss_clip'}
+    assert abs(total.item() - (losses['loss_vit'] + losses['loss_clip']).item()) <= 1e-6
+
+    # Teachers are never saved, and reload.
+    state = model.state_dict()
+    assert not [k for k in state if k.startswith(('teachers.', 'teacher.'))]
+    assert 'heads.vit.proj.weight' in state and 'heads.clip.proj.weight' in state
+    model.load_state_dict(state)
+    assert set(model._ddp_params_and_buffers_to_ignore) >= {
+        'teachers.vit.' + n
+        for n, _ in model.teachers.vit.named_parameters()
+    }
+
+
+def test_mlp_adaptor_head(files):
+    model = build(
+        teachers=dict(vit=vit_cfg(files), clip=clip_cfg(files)),
+        head=dict(beta=2.0),
+        heads=dict(clip=dict(adaptor='mlp', hidden_channels=96)))
+    kinds = [type(m).__name__ for m in model.heads.clip.proj]
+    assert kinds == ['Linear', 'LayerNorm', 'GELU', 'Linear']
+    assert model.heads.clip.proj[0].out_features == 96 and model.heads.clip.proj[
+        3].out_features == 64
+    assert isinstance(model.heads.vit.proj, torch.nn.Linear)
+    losses = model.loss(torch.randn(2, 3, 64, 64))
+    sum(losses.values()).backward()
+    assert model.heads.clip.proj[0].weight.grad is not None
+
+
+def test_optimizer_leaves_every_teacher_out(files):
+    from mmengine.optim import build_optim_wrapper
+    model = build(teachers=dict(vit=vit_cfg(files), clip=clip_cfg(files)))
+    wrapper = build_optim_wrapper(
+        model,
+        dict(
+            type='OptimWrapper',
+            constructor='FDOptimWrapperConstructor',
+            optimizer=dict(type='AdamW', lr=1e-3)))
+    optimised = {id(p) for group in wrapper.optimizer.param_groups for p in group['params']}
+    assert not optimised & {id(p) for p in model.teachers.parameters()}
+    assert {id(p) for p in model.heads.parameters()} <= optimised
+    assert 'teachers' in model._modules  # put back
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(teacher='VIT', teachers=dict(a='VIT')), 'exactly one of model.teacher'),
+    (dict(teachers={'a-b': 'VIT'}), "'a-b' is not a valid teacher name"),
+    (dict(teachers=dict(a='VIT'), heads=dict(b={})), r"model.heads names \['b'\]"),
+    (dict(teachers=dict(a='VIT', b='VIT'), loss_weights=dict(a=0.0, b=0.0)), 'positive sum'),
+    (dict(teachers=dict(a='VIT'), loss_weights=dict(a=-1.0)), 'weights must be >= 0'),
+    (dict(teachers=dict(a='VIT', b='VIT'), align=dict(b='none')),
+     r"Teacher grid \(8, 8\) of model.teachers.b.*model.align\['b'\]='none'"),
+])
+def test_bad_multi_teacher_configs_fail_at_build(files, kwargs, message):
+
+    def resolve(value):
+        return vit_cfg(files) if value == 'VIT' else value
+
+    kwargs = {
+        k: ({
+            n: resolve(v)
+            for n, v in val.items()
+        } if isinstance(val, dict) else resolve(val))
+        for k, val in kwargs.items()
+    }
+    with pytest.raises(ConfigError, match=message):
+        build(**kwargs)
+
+
+def test_two_teacher_training_run(tmp_path, files):
+    """tools/train.py, 30 iterations on generated images: each teacher's loss falls,
+    the checkpoint holds no teacher weight, and --resume continues."""
+    images = make_image_folder(tmp_path / 'images', n=16)
+    options = [
+        f'train_dataloader.dataset.data_root={images}',
+        f'model.teachers.vit.checkpoint={files["vit"]}',
+        f'model.teachers.clip.checkpoint={files["clip"]}',
+    ]
+    config = 'tests/configs/tiny_fd_two_teachers.py'
+    work = tmp_path / 'work'
+    result = run_train([
+        sys.executable, 'tools/train.py', config, '--work-dir',
+        str(work), '--cfg-options', *options
+    ])
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for key in ('loss_vit', 'loss_clip'):
+        values = read_scalars(work, key)
+        assert len(values) == 30
+        assert sum(values[-5:]) / 5 < 0.8 * sum(values[:5]) / 5, (key, values)
+    ckpt = torch.load(work / 'iter_30.pth', weights_only=True)
+    assert not [k for k in ckpt['state_dict'] if k.startswith(('teachers.', 'teacher.'))]
+    result = run_train([
+        sys.executable, 'tools/train.py', config, '--work-dir',
+        str(work), '--resume', '--cfg-options', *options, 'train_cfg.max_iters=35'
+    ])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (work / 'iter_35.pth').exists()
