@@ -1,3 +1,4 @@
 from .diagnostics_hook import DiagnosticsHook
+from .target_stats_hook import TargetStatsHook
 
-__all__ = ['DiagnosticsHook']
+__all__ = ['DiagnosticsHook', 'TargetStatsHook']

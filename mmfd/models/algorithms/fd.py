@@ -332,6 +332,15 @@ class FeatureDistiller(BaseSelfSupervisor):
             tokens = _resize_token_map(tokens, grid, self.student_grid, has_cls)
         return tokens, has_cls
 
+    @torch.no_grad()
+    def regressed_target(self, inputs: torch.Tensor, name: Optional[str] = None) -> torch.Tensor:
+        """A teacher's tokens as its head receives them (CLS dropped unless both
+        sides have one and ``include_cls``); for target statistics."""
+        target, teacher_cls = self.compute_target(inputs, name)
+        if teacher_cls and not (self.include_cls and self.student_has_cls):
+            target = target[:, 1:]
+        return target
+
     def loss(self, inputs, data_samples=None) -> dict:
         if isinstance(inputs, (list, tuple)):
             if inputs[0].dim() == 3:

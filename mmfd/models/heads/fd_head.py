@@ -7,11 +7,7 @@ from mmengine.model import BaseModule
 
 from mmfd.models.utils.init_checks import loads_pretrained
 from mmfd.registry import MODELS
-
-
-def whiten(target: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """Non-parametric LayerNorm over channels (no scale, no bias), in fp32."""
-    return F.layer_norm(target.float(), target.shape[-1:], eps=eps)
+from .target_norms import build_target_norm, whiten  # noqa: F401  (whiten: public API)
 
 
 @MODELS.register_module()
@@ -22,7 +18,13 @@ class FDHead(BaseModule):
         in_channels (int): student width.
         out_channels (int): teacher width.
         beta (float): Smooth-L1 transition point (2.0 in the paper).
-        whiten_target (bool): apply the non-parametric LayerNorm to the target.
+        whiten_target (bool): standardise the target (False: raw tokens, as
+            ``target_norm='none'``).
+        target_norm (str): how the target is standardised: ``'layernorm'`` (the
+            paper: per token), ``'running'`` (per-channel EMA statistics) or
+            ``'phis'`` (PHI-S, statistics from ``TargetStatsHook``); see
+            :mod:`mmfd.models.heads.target_norms`.
+        target_norm_momentum (float): EMA momentum of ``'running'``.
         eps (float): eps of the whitening LayerNorm (torch's default 1e-5).
         loss_weight (float): multiplier of the loss.
         adaptor (str): ``'linear'`` (the release's 1x1 projection) or ``'mlp'``:
@@ -42,11 +44,17 @@ class FDHead(BaseModule):
                  loss_weight: float = 1.0,
                  adaptor: str = 'linear',
                  hidden_channels=None,
+                 target_norm: str = 'layernorm',
+                 target_norm_momentum: float = 0.01,
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.beta, self.whiten_target, self.eps = beta, whiten_target, eps
         self.loss_weight = loss_weight
+        self.target_norm = target_norm if whiten_target else 'none'
+        # Statistics of 'running' / 'phis' are buffers: checkpoints carry them.
+        self.standardizer = build_target_norm(self.target_norm, out_channels, eps,
+                                              target_norm_momentum)
         if adaptor not in self.ADAPTORS:
             from mmfd.utils.errors import ConfigError
             raise ConfigError(f'FDHead: adaptor={adaptor!r} is not one of {self.ADAPTORS}.')
@@ -72,13 +80,20 @@ class FDHead(BaseModule):
     def forward(self, student_tokens: torch.Tensor) -> torch.Tensor:
         return self.proj(student_tokens)
 
+    def standardize(self, target: torch.Tensor) -> torch.Tensor:
+        """The target the projection regresses (fp32)."""
+        if self.target_norm == 'layernorm':
+            return whiten(target, self.eps)
+        if self.standardizer is not None:
+            return self.standardizer(target)
+        return target.float()
+
     def loss(self, student_tokens: torch.Tensor, target: torch.Tensor) -> dict:
         pred = self.forward(student_tokens)
         if pred.shape != target.shape:
             raise ValueError(f'FDHead: prediction {tuple(pred.shape)} and target '
                              f'{tuple(target.shape)} differ (tokens x channels).')
-        if self.whiten_target:
-            target = whiten(target, self.eps)
-        # Loss in fp32 even under AMP: the whitened target has unit scale per token.
+        target = self.standardize(target)
+        # Loss in fp32 even under AMP: the standardised target has unit scale.
         loss = F.smooth_l1_loss(pred.float(), target.float(), beta=self.beta)
         return dict(loss=loss * self.loss_weight)
