@@ -205,3 +205,61 @@ def test_two_teacher_training_run(tmp_path, files):
     ])
     assert result.returncode == 0, result.stderr[-3000:]
     assert (work / 'iter_35.pth').exists()
+
+
+def test_teacher_keep_mask_statistics():
+    """Per image the highest-loss teacher is always kept; each other teacher is kept
+    with probability 1 - p (binomial bounds, 5 standard deviations)."""
+    from mmfd.models.algorithms.fd import teacher_keep_mask
+    torch.manual_seed(0)
+    losses = torch.rand(3, 20000)
+    keep = teacher_keep_mask(losses, 0.5)
+    best = losses.argmax(0)
+    assert bool(keep[best, torch.arange(20000)].all())
+    others = torch.ones_like(keep, dtype=torch.bool)
+    others[best, torch.arange(20000)] = False
+    n = int(others.sum())
+    rate = float(keep[others].mean())
+    assert abs(rate - 0.5) < 5 * (0.25 / n)**0.5, rate
+    assert bool((teacher_keep_mask(losses, 1.0).sum(0) == 1).all())  # only the best
+    assert bool((teacher_keep_mask(losses, 0.0) == 1).all())
+
+
+def test_teacher_dropping_loss_by_hand(files):
+    model = build(teachers=dict(vit=vit_cfg(files), clip=clip_cfg(files)), teacher_drop_prob=1.0)
+    x = torch.randn(4, 3, 64, 64)
+    torch.manual_seed(5)
+    losses = model.loss(x)
+    torch.manual_seed(5)
+    student = model.backbone(x)[-1]
+    per_image = {}
+    for name in ('vit', 'clip'):
+        target = model.compute_target(x, name)[0]
+        target = F.layer_norm(target, target.shape[-1:], eps=1e-5)
+        pred = model.heads[name].proj(student)
+        per_image[name] = F.smooth_l1_loss(pred, target, beta=2.0, reduction='none').mean((1, 2))
+    best_is_vit = per_image['vit'] >= per_image['clip']
+    for name, mask in (('vit', best_is_vit), ('clip', ~best_is_vit)):
+        expected = (per_image[name] * mask).mean()
+        assert abs(losses[f'loss_{name}'].item() - expected.item()) <= 1e-5
+    model.eval()  # no dropping outside training
+    assert set(model.loss(x)) == {'loss_vit', 'loss_clip'}
+    with pytest.raises(ConfigError, match='teacher_drop_prob'):
+        build(teacher=vit_cfg(files), teacher_drop_prob=0.5)
+
+
+def test_summary_cosine_loss(files):
+    model = build(
+        teachers=dict(vit=vit_cfg(files), clip=clip_cfg(files)),
+        heads=dict(clip=dict(summary_loss_weight=0.5)),
+        loss_weights=dict(vit=1.0, clip=2.0))
+    x = torch.randn(2, 3, 64, 64)
+    torch.manual_seed(2)
+    losses = model.loss(x)
+    assert set(losses) == {'loss_vit', 'loss_clip', 'loss_clip_summary'}
+    torch.manual_seed(2)
+    student_cls = model.backbone(x)[-1][:, 0]
+    teacher_cls = model.compute_target(x, 'clip')[0][:, 0]
+    cos = F.cosine_similarity(model.heads.clip.proj(student_cls), teacher_cls, dim=-1)
+    expected = 2.0 * 0.5 * (1 - cos).mean()
+    assert abs(losses['loss_clip_summary'].item() - expected.item()) <= 1e-5

@@ -49,6 +49,10 @@ class FeatureDistiller(BaseSelfSupervisor):
             top of ``head`` (e.g. ``dict(dino=dict(adaptor='mlp'))``).
         loss_weights (dict, optional): name -> weight of that teacher's loss
             (default 1.0 each); non-negative, with a positive sum.
+        teacher_drop_prob (float): UNIC's teacher dropping (several teachers,
+            training only): per image, the teacher with the highest loss is always
+            kept and every other one is dropped with this probability; a teacher's
+            loss is the mean over the batch of its kept per-image losses. 0 = off.
         input_size (int | tuple): the training crop size; the geometry is checked
             for it when the model is built, before any data is read.
         align (str | dict): how a teacher grid that differs from the student's is
@@ -79,6 +83,7 @@ class FeatureDistiller(BaseSelfSupervisor):
                  teachers: Optional[dict] = None,
                  heads: Optional[dict] = None,
                  loss_weights: Optional[dict] = None,
+                 teacher_drop_prob: float = 0.0,
                  input_size=224,
                  align='resize_input',
                  teacher_view_resize: Optional[dict] = None,
@@ -92,6 +97,10 @@ class FeatureDistiller(BaseSelfSupervisor):
         aligns = _per_teacher_align(align, specs, self.ALIGN_MODES)
         head_cfgs = _head_configs(head, heads, specs)
         weights = _loss_weights(loss_weights, specs)
+        if not 0 <= teacher_drop_prob <= 1 or (teacher_drop_prob and teachers is None):
+            raise ConfigError(f'model.teacher_drop_prob={teacher_drop_prob} must be in [0, 1] '
+                              'and needs several teachers (model.teachers).')
+        self.teacher_drop_prob = float(teacher_drop_prob)
         self.teacher_view_resize = resize_options(teacher_view_resize, TEACHER_VIEW_RESIZE,
                                                   'model.teacher_view_resize')
         # Parts are mmpretrain/mmfd types: build them in that scope even when the
@@ -352,18 +361,60 @@ class FeatureDistiller(BaseSelfSupervisor):
         # Teachers run in sequence, each under no_grad, before the student.
         targets = {name: self.compute_target(inputs, name) for name in self.named_teachers()}
         student, _, student_cls = self._student_tokens(inputs)
-        losses = {}
+        pairs = {}
         for name, (target, teacher_cls) in targets.items():
             keep_cls = self.include_cls and teacher_cls and student_cls
             pred_tokens = student[:, 1:] if student_cls and not keep_cls else student
             if teacher_cls and not keep_cls:
                 target = target[:, 1:]
-            if not self.multi_teacher:
-                return self.head.loss(pred_tokens, target)
-            loss = self._head(name).loss(pred_tokens, target)['loss']
+            pairs[name] = (pred_tokens, target, keep_cls)
+        if not self.multi_teacher:
+            pred_tokens, target, keep_cls = pairs[None]
+            losses = self.head.loss(pred_tokens, target)
+            losses.update(self._summary_loss(None, pred_tokens, target, keep_cls))
+            return losses
+        if self.teacher_drop_prob and self.training:
+            per_image = {
+                name: self._head(name).loss_per_sample(pred, target)
+                for name, (pred, target, _) in pairs.items()
+            }
+            keep = teacher_keep_mask(torch.stack(list(per_image.values())), self.teacher_drop_prob)
+            per_teacher = {
+                name: (loss * keep[i]).mean()
+                for i, (name, loss) in enumerate(per_image.items())
+            }
+        else:
+            per_teacher = {
+                name: self._head(name).loss(pred, target)['loss']
+                for name, (pred, target, _) in pairs.items()
+            }
+        losses = {}
+        for name, loss in per_teacher.items():
             # mmengine sums every key holding 'loss' into the logged total `loss`.
             losses[f'loss_{name}'] = loss * self.loss_weights[name]
+            pred, target, keep_cls = pairs[name]
+            losses.update(self._summary_loss(name, pred, target, keep_cls))
         return losses
+
+    def _summary_loss(self, name, pred_tokens, target, keep_cls) -> dict:
+        """The optional cosine loss on the CLS (summary) token of a teacher's head."""
+        head = self._head(name)
+        weight = getattr(head, 'summary_loss_weight', 0.0)
+        if not weight or not keep_cls:
+            return {}
+        key = 'loss_summary' if name is None else f'loss_{name}_summary'
+        loss = head.summary_loss(pred_tokens[:, 0], target[:, 0])
+        return {key: loss * (1.0 if name is None else self.loss_weights[name])}
+
+
+def teacher_keep_mask(per_image_losses: torch.Tensor, drop_prob: float) -> torch.Tensor:
+    """[T, B] losses -> [T, B] float mask: per image the highest-loss teacher is kept,
+    every other one is kept with probability 1 - drop_prob (UNIC's teacher dropping)."""
+    losses = per_image_losses.detach()
+    best = losses.argmax(0, keepdim=True)
+    keep = torch.rand(losses.shape, device=losses.device) >= drop_prob
+    keep.scatter_(0, best, True)
+    return keep.to(per_image_losses.dtype)
 
 
 # ---------------------------------------------------------------------- state dict

@@ -25,6 +25,10 @@ class FDHead(BaseModule):
             ``'phis'`` (PHI-S, statistics from ``TargetStatsHook``); see
             :mod:`mmfd.models.heads.target_norms`.
         target_norm_momentum (float): EMA momentum of ``'running'``.
+        summary_loss_weight (float): weight of an extra cosine loss, 1 - cos, between
+            the projected student CLS token and the teacher's raw CLS token (the
+            summary loss of RADIO / UNIC); logged as ``loss_summary`` or
+            ``loss_<teacher>_summary``. 0 (default) = off.
         eps (float): eps of the whitening LayerNorm (torch's default 1e-5).
         loss_weight (float): multiplier of the loss.
         adaptor (str): ``'linear'`` (the release's 1x1 projection) or ``'mlp'``:
@@ -46,11 +50,13 @@ class FDHead(BaseModule):
                  hidden_channels=None,
                  target_norm: str = 'layernorm',
                  target_norm_momentum: float = 0.01,
+                 summary_loss_weight: float = 0.0,
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.beta, self.whiten_target, self.eps = beta, whiten_target, eps
         self.loss_weight = loss_weight
+        self.summary_loss_weight = float(summary_loss_weight)
         self.target_norm = target_norm if whiten_target else 'none'
         # Statistics of 'running' / 'phis' are buffers: checkpoints carry them.
         self.standardizer = build_target_norm(self.target_norm, out_channels, eps,
@@ -87,6 +93,19 @@ class FDHead(BaseModule):
         if self.standardizer is not None:
             return self.standardizer(target)
         return target.float()
+
+    def loss_per_sample(self, student_tokens: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """[B]: each image's Smooth-L1 over its tokens and channels (fp32), weighted."""
+        pred = self.forward(student_tokens)
+        target = self.standardize(target)
+        loss = F.smooth_l1_loss(pred.float(), target.float(), beta=self.beta, reduction='none')
+        return loss.flatten(1).mean(1) * self.loss_weight
+
+    def summary_loss(self, student_cls: torch.Tensor, teacher_cls: torch.Tensor) -> torch.Tensor:
+        """Weighted 1 - cosine(projected student CLS, teacher CLS), batch mean, fp32."""
+        pred = self.forward(student_cls).float()
+        cos = F.cosine_similarity(pred, teacher_cls.float(), dim=-1)
+        return (1 - cos).mean() * self.summary_loss_weight
 
     def loss(self, student_tokens: torch.Tensor, target: torch.Tensor) -> dict:
         pred = self.forward(student_tokens)
