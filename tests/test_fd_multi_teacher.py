@@ -1,5 +1,6 @@
 """Multi-teacher FD: several teachers, one student, each with its own geometry,
 statistics, head and loss."""
+import socket
 import sys
 
 import pytest
@@ -263,3 +264,35 @@ def test_summary_cosine_loss(files):
     cos = F.cosine_similarity(model.heads.clip.proj(student_cls), teacher_cls, dim=-1)
     expected = 2.0 * 0.5 * (1 - cos).mean()
     assert abs(losses['loss_clip_summary'].item() - expected.item()) <= 1e-5
+
+
+def test_two_teacher_dist_train_equals_single_process(tmp_path, files):
+    """tools/dist_train.sh with 2 gloo ranks x batch 2 reaches the weights (student
+    and both heads) of 1 process x batch 4."""
+    images = make_image_folder(tmp_path / 'images', n=8)
+    options = [
+        f'train_dataloader.dataset.data_root={images}',
+        f'model.teachers.vit.checkpoint={files["vit"]}',
+        f'model.teachers.clip.checkpoint={files["clip"]}',
+    ]
+    config = 'tests/configs/tiny_fd_two_teachers_deterministic.py'
+    single, dist = tmp_path / 'single', tmp_path / 'dist'
+    result = run_train([
+        sys.executable, 'tools/train.py', config, '--work-dir',
+        str(single), '--cfg-options', *options
+    ])
+    assert result.returncode == 0, result.stderr[-3000:]
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    result = run_train([
+        'bash', 'tools/dist_train.sh', config, '2', '--work-dir',
+        str(dist), '--cfg-options', *options, 'train_dataloader.batch_size=2'
+    ],
+                       env={'PORT': str(port)})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    a = torch.load(single / 'iter_4.pth', weights_only=True)['state_dict']
+    b = torch.load(dist / 'iter_4.pth', weights_only=True)['state_dict']
+    assert a.keys() == b.keys() and {'heads.vit.proj.weight', 'heads.clip.proj.weight'} <= set(a)
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-5, msg=key)
