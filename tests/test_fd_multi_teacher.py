@@ -296,3 +296,27 @@ def test_two_teacher_dist_train_equals_single_process(tmp_path, files):
     assert a.keys() == b.keys() and {'heads.vit.proj.weight', 'heads.clip.proj.weight'} <= set(a)
     for key in a:
         torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_diagnostics_reach_each_teacher_by_name(files):
+    from mmfd.diagnostics import analysis
+    from mmfd.engine.hooks import DiagnosticsHook
+    model = build(teachers=dict(vit=vit_cfg(files), clip=clip_cfg(files)))
+    targets = analysis.select_targets(model, ['student', 'teacher'])
+    assert [t.label for t in targets] == ['student', 'teacher:vit', 'teacher:clip']
+    assert targets[1].module is model.teachers.vit and targets[2].module is model.teachers.clip
+    raw = torch.rand(2, 3, 64, 64) * 255
+    mean, std = analysis.preprocessor_stats(model)
+    tokens, _ = targets[2].run(raw)
+    torch.testing.assert_close(tokens,
+                               model.compute_target(analysis.normalise(raw, mean, std), 'clip')[0])
+    stats = analysis.attention_statistics(targets[1], raw, batch_size=2)
+    report = analysis.attention_report(stats)
+    assert len(report['layers']) == 2  # the ViT teacher's two blocks were recorded
+    (clip, ) = analysis.select_targets(model, ['teacher:clip'], strict=True)
+    assert clip.module is model.teachers.clip
+    with pytest.raises(ConfigError, match=r"no teacher named 'sam'; teachers: \['vit', 'clip'\]"):
+        analysis.select_targets(model, ['teacher:sam'], strict=True)
+    with pytest.raises(ConfigError, match="'teacher:<name>'"):
+        DiagnosticsHook(image_dir='x', targets=('student', 'teachers'))
+    DiagnosticsHook(image_dir='x', targets=('student', 'teacher:clip'))

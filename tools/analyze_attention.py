@@ -48,8 +48,8 @@ def parse_args(argv=None):
         '--model',
         nargs='+',
         default=['student'],
-        choices=['student', 'teacher'],
-        help='student or teacher: one value, or one per MODEL')
+        help="student, teacher or teacher:NAME (one of a multi-teacher model's teachers): "
+        'one value, or one per MODEL')
     parser.add_argument('--labels', nargs='+', help='names in the plots (default: file/target)')
     parser.add_argument(
         '--img-size', type=int, nargs='+', help='input size (default: the model\'s own, else 224)')
@@ -96,6 +96,7 @@ def main(argv=None):
 
     from mmfd.diagnostics import analysis, plots
     from mmfd.diagnostics.loading import default_img_size, load_model, model_label
+    from mmfd.utils.errors import ConfigError
 
     n = len(args.models)
     which = per_model(args.model, n, '--model')
@@ -113,7 +114,11 @@ def main(argv=None):
             bar.set_postfix_str(label)
             torch.manual_seed(args.seed)  # parts a checkpoint lacks are built the same way
             model, _ = load_model(spec, args.device, args.cfg_options)
-            target = analysis.select_targets(model, [target_name], strict=True)[0]
+            found = analysis.select_targets(model, [target_name], strict=True)
+            if len(found) > 1:
+                raise ConfigError(f'{spec} has several teachers: use --model '
+                                  f'{" or ".join(t.label for t in found)}.')
+            target = found[0]
             size = (
                 tuple(args.img_size) if args.img_size and len(args.img_size) == 2 else
                 args.img_size[0] if args.img_size else default_img_size(model, target_name))

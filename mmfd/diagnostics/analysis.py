@@ -9,7 +9,8 @@ Images travel as raw RGB in 0-255 (``[B, 3, H, W]`` float). Each
 - FD models (``FeatureDistiller``): ``student`` = ``model.backbone`` on the
   data preprocessor's normalisation; ``teacher`` = ``model.teacher`` reached
   through ``model.compute_target`` (the exact re-normalisation and resizing FD
-  training uses).
+  training uses). With several teachers, ``teacher:<name>`` picks one and
+  ``teacher`` means all of them (labelled ``teacher:<name>``).
 - a teacher alone (:class:`BaseTeacher`): its own ``mean``/``std``.
 - any other mmengine model with a ``backbone`` (mmpretrain classifiers,
   self-supervised algorithms): ``student`` = the backbone.
@@ -83,12 +84,19 @@ def select_targets(model: nn.Module,
     ``strict``: raise a :class:`ConfigError` when a requested one does not exist
     (a tool asked for ``--model teacher`` of a classifier); otherwise skip it.
     """
-    unknown = set(which) - set(TARGETS)
-    if unknown:
-        raise ConfigError(f'unknown diagnostic target(s) {sorted(unknown)}: use {TARGETS}.')
+    check_target_labels(which)
     mean, std = preprocessor_stats(model)
     targets = []
-    for label in which:
+    for label in _expand_teachers(model, which, strict):
+        if label.startswith('teacher:'):
+            name = label.split(':', 1)[1]
+            targets.append(
+                DiagnosticTarget(
+                    label,
+                    model,
+                    model.teachers[name],
+                    lambda raw, name=name: model.compute_target(normalise(raw, mean, std), name)))
+            continue
         if _is_teacher(model):
             if label == 'teacher':
                 t_mean, t_std = _stats(model.mean, model.std)
@@ -119,6 +127,34 @@ def select_targets(model: nn.Module,
                 DiagnosticTarget(
                     'student', model, net, lambda raw, net=net: net(normalise(raw, mean, std))))
     return targets
+
+
+def check_target_labels(which: Sequence[str], what: str = 'diagnostic targets') -> None:
+    """``student``, ``teacher`` or ``teacher:<name>`` (a teacher of several)."""
+    unknown = [w for w in which if w not in TARGETS and not str(w).startswith('teacher:')]
+    if unknown:
+        raise ConfigError(f'unknown {what} {sorted(unknown)}: use {TARGETS} or '
+                          "'teacher:<name>' for one of several teachers.")
+
+
+def _expand_teachers(model: nn.Module, which: Sequence[str], strict: bool) -> List[str]:
+    """'teacher' of a multi-teacher model -> every 'teacher:<name>'; names checked."""
+    names = list(getattr(model, 'teachers', {}) or {}) if getattr(model, 'multi_teacher',
+                                                                  False) else []
+    labels = []
+    for label in which:
+        if label == 'teacher' and names:
+            labels += [f'teacher:{name}' for name in names]
+        elif label.startswith('teacher:'):
+            name = label.split(':', 1)[1]
+            if name in names:
+                labels.append(label)
+            elif strict:
+                raise ConfigError(f'{type(model).__name__} has no teacher named {name!r}' +
+                                  (f'; teachers: {names}.' if names else '.'))
+        else:
+            labels.append(label)
+    return labels
 
 
 @contextlib.contextmanager

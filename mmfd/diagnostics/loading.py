@@ -106,11 +106,11 @@ def load_model(spec: str,
 
 def default_img_size(model: nn.Module, label: str = 'student'):
     """The input size a model was built for (FD ``input_size``, ``img_size``), else 224."""
-    if label == 'teacher' and hasattr(model, 'teacher'):
+    if label.startswith('teacher') and (hasattr(model, 'teacher') or hasattr(model, 'teachers')):
         model_size = getattr(model, 'input_size', None)
         if model_size is not None:  # FD feeds the teacher the student's crop
             return tuple(model_size)
-        return getattr(model.teacher, 'img_size', 224)
+        return getattr(getattr(model, 'teacher', None), 'img_size', 224)
     for holder in (model, getattr(model, 'backbone', None)):
         for attr in ('input_size', 'img_size'):
             size = getattr(holder, attr, None) if holder is not None else None

@@ -61,7 +61,8 @@ class DiagnosticsHook(Hook):
         img_size (int | tuple, optional): size for ``image_dir`` images; default:
             the model's input size (FD ``input_size``, backbone ``img_size``) or 224.
         batch_size (int): images per forward.
-        targets (sequence): ``'student'`` and/or ``'teacher'``.
+        targets (sequence): ``'student'``, ``'teacher'`` (every teacher of a
+            multi-teacher model) or ``'teacher:<name>'`` (one of them).
         metrics (sequence): any of ``'distance', 'diversity', 'maps', 'landscape'``;
             default: the three attention metrics (a landscape costs
             ``points ** dim * num_batches`` loss evaluations, teacher included).
@@ -102,10 +103,7 @@ class DiagnosticsHook(Hook):
         unknown = set(metrics) - set(METRICS)
         if unknown:
             raise ConfigError(f'DiagnosticsHook metrics {sorted(unknown)} unknown: use {METRICS}.')
-        bad_targets = set(targets) - set(analysis.TARGETS)
-        if bad_targets:
-            raise ConfigError(f'DiagnosticsHook targets {sorted(bad_targets)} unknown: use '
-                              f'{analysis.TARGETS}.')
+        analysis.check_target_labels(targets, 'DiagnosticsHook targets')
         landscape = dict(landscape or {})
         if set(landscape) - set(LANDSCAPE_KEYS):
             raise ConfigError(f'DiagnosticsHook landscape keys '
@@ -129,7 +127,7 @@ class DiagnosticsHook(Hook):
         self.max_layers, self.max_heads, self.strategy = max_layers, max_heads, strategy
         self._raw = None  # fixed images, raw RGB 0-255 (CPU)
         self._batches = None  # fixed preprocessed batches for the loss
-        self._teacher_cache = None
+        self._teacher_cache = {}  # label -> (report, maps): teachers are frozen
 
     # ------------------------------------------------------------------ triggers
     # Steps follow mmengine's LoggerHook: completed epochs (by_epoch) or iterations.
@@ -197,8 +195,10 @@ class DiagnosticsHook(Hook):
         maps = {}
         if attention_metrics:
             for target in analysis.select_targets(model, self.targets):
-                if target.label == 'teacher' and self.teacher_once and self._teacher_cache:
-                    report['targets']['teacher'], maps['teacher'] = self._teacher_cache
+                is_teacher = target.label.startswith('teacher')
+                if is_teacher and self.teacher_once and target.label in self._teacher_cache:
+                    report['targets'][target.label], maps[target.label] = self._teacher_cache[
+                        target.label]
                     continue
                 stats = analysis.attention_statistics(
                     target,
@@ -215,8 +215,8 @@ class DiagnosticsHook(Hook):
                 })
                 report['targets'][target.label] = entry
                 maps[target.label] = layer_maps
-                if target.label == 'teacher':
-                    self._teacher_cache = (entry, layer_maps)
+                if is_teacher:
+                    self._teacher_cache[target.label] = (entry, layer_maps)
         if 'landscape' in self.metrics:
             options = dict(self.landscape)
             batches = self._batches[:max(int(options.pop('num_batches')), 1)]
