@@ -320,3 +320,30 @@ def test_diagnostics_reach_each_teacher_by_name(files):
     with pytest.raises(ConfigError, match="'teacher:<name>'"):
         DiagnosticsHook(image_dir='x', targets=('student', 'teachers'))
     DiagnosticsHook(image_dir='x', targets=('student', 'teacher:clip'))
+
+
+def test_interpolate_student_to_each_teachers_grid(files):
+    """align='interpolate_student' (RADIO's way): a teacher at its native size keeps
+    its own grid (8x8 for the patch-8 ViT at 64 px) and the student's 4x4 map is
+    bilinearly resized to it before that teacher's head; the other teacher keeps the
+    student grid."""
+    vit64 = dict(vit_cfg(files), img_size=64)
+    model = build(
+        teachers=dict(vit=vit64, clip=clip_cfg(files)),
+        align=dict(vit='interpolate_student', clip='none'))
+    x = torch.randn(2, 3, 64, 64)
+    target, _ = model.compute_target(x, 'vit')
+    alone = ViTTeacher(arch=VIT_ARCH, img_size=64, checkpoint=files['vit'])
+    torch.testing.assert_close(target, alone(x).tokens, rtol=0, atol=1e-5)  # 1 + 8x8 tokens
+    torch.manual_seed(4)
+    losses = model.loss(x)
+    torch.manual_seed(4)
+    student = model.backbone(x)[-1]  # [2, 1 + 16, 32]
+    patches = student[:, 1:].transpose(1, 2).reshape(2, 32, 4, 4)
+    patches = F.interpolate(patches, size=(8, 8), mode='bilinear', align_corners=False)
+    resized = torch.cat([student[:, :1], patches.flatten(2).transpose(1, 2)], 1)
+    pred = model.heads.vit.proj(resized)
+    whitened = F.layer_norm(target, target.shape[-1:], eps=1e-5)
+    expected = F.smooth_l1_loss(pred, whitened, beta=2.0)
+    assert abs(losses['loss_vit'].item() - expected.item()) <= 1e-5
+    assert torch.isfinite(losses['loss_clip'])

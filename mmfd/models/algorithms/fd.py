@@ -61,8 +61,11 @@ class FeatureDistiller(BaseSelfSupervisor):
             student_grid x teacher_patch pixels (a teacher config without
             ``img_size`` is adapted to that size once, at build);
             ``'interpolate_target'``: the teacher sees its native ``img_size`` and
-            its patch map is bilinearly resized to the student grid; ``'none'``:
-            grids must already match.
+            its patch map is bilinearly resized to the student grid;
+            ``'interpolate_student'``: the teacher sees its native ``img_size`` and
+            the student's patch map is bilinearly resized to the teacher's grid
+            before that teacher's head (RADIO's way); ``'none'``: grids must
+            already match.
         teacher_view_resize (dict, optional): how the crop is resized for a
             teacher when the sizes differ: ``dict(mode='bilinear', antialias=True)``
             by default (the release; ``mode='bicubic'`` is the other choice).
@@ -74,7 +77,8 @@ class FeatureDistiller(BaseSelfSupervisor):
             a dict is passed to ``torch.compile`` as keyword arguments.
         data_preprocessor (dict): defaults to ``SelfSupDataPreprocessor``.
     """
-    ALIGN_MODES = ('resize_input', 'interpolate_target', 'none')
+    ALIGN_MODES = ('resize_input', 'interpolate_target', 'interpolate_student', 'none')
+    NATIVE_SIZE_MODES = ('interpolate_target', 'interpolate_student')
 
     def __init__(self,
                  backbone: dict,
@@ -247,7 +251,7 @@ class FeatureDistiller(BaseSelfSupervisor):
         t, align = self._teacher(name), self.aligns[name]
         if align == 'resize_input':
             return (self.student_grid[0] * t.patch_size, self.student_grid[1] * t.patch_size)
-        if align == 'interpolate_target':
+        if align in self.NATIVE_SIZE_MODES:
             return _pair(t.img_size)
         return self.input_size
 
@@ -273,12 +277,12 @@ class FeatureDistiller(BaseSelfSupervisor):
             name), self.teacher_input_sizes[name], self.aligns[name]
         teacher_grid = teacher.grid_size(size)
         option = 'model.align' if name is None else f'model.align[{name!r}]'
-        if align != 'interpolate_target' and tuple(teacher_grid) != self.student_grid:
+        if align not in self.NATIVE_SIZE_MODES and tuple(teacher_grid) != self.student_grid:
             raise ConfigError(
                 f'Teacher grid {tuple(teacher_grid)} of {self._label(name)} (patch '
                 f'{teacher.patch_size} at {size}) != student grid {self.student_grid} with '
                 f'{option}={align!r}. Use align="resize_input" or '
-                '"interpolate_target", or change model.input_size.')
+                '"interpolate_target" / "interpolate_student", or change model.input_size.')
         if min(teacher_grid) < 1:
             raise ConfigError(f'{self._label(name)}: teacher input {size} is smaller than '
                               f'one teacher patch ({teacher.patch_size} px).')
@@ -335,9 +339,10 @@ class FeatureDistiller(BaseSelfSupervisor):
     def compute_target(self,
                        inputs: torch.Tensor,
                        name: Optional[str] = None) -> Tuple[torch.Tensor, bool]:
-        """A teacher's tokens [B, N, C] on the student's grid, and whether CLS is first."""
+        """A teacher's tokens [B, N, C] on the student's grid (on the teacher's own
+        with ``align='interpolate_student'``), and whether CLS is first."""
         tokens, grid, has_cls = self._teacher(name)(self.teacher_input(inputs, name))
-        if tuple(grid) != self.student_grid:
+        if tuple(grid) != self.student_grid and self.aligns[name] != 'interpolate_student':
             tokens = _resize_token_map(tokens, grid, self.student_grid, has_cls)
         return tokens, has_cls
 
@@ -360,11 +365,16 @@ class FeatureDistiller(BaseSelfSupervisor):
             inputs = inputs[0]  # one view: teacher and student see the same crop
         # Teachers run in sequence, each under no_grad, before the student.
         targets = {name: self.compute_target(inputs, name) for name in self.named_teachers()}
-        student, _, student_cls = self._student_tokens(inputs)
+        student, student_grid, student_cls = self._student_tokens(inputs)
         pairs = {}
         for name, (target, teacher_cls) in targets.items():
             keep_cls = self.include_cls and teacher_cls and student_cls
             pred_tokens = student[:, 1:] if student_cls and not keep_cls else student
+            if self.aligns[name] == 'interpolate_student':
+                teacher_grid = self._teacher(name).grid_size(self.teacher_input_sizes[name])
+                if tuple(teacher_grid) != tuple(student_grid):
+                    pred_tokens = _resize_token_map(pred_tokens, student_grid, teacher_grid,
+                                                    keep_cls)
             if teacher_cls and not keep_cls:
                 target = target[:, 1:]
             pairs[name] = (pred_tokens, target, keep_cls)
