@@ -61,11 +61,12 @@ def build(args):
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     from mmengine.logging import MMLogger
     MMLogger.get_instance('mmengine', log_level='WARNING')  # no per-parameter init log
-    teacher = cfg.model.teacher
-    if not teacher.get('checkpoint') or not osp.exists(str(teacher.get('checkpoint'))):
-        print(f'[benchmark] teacher checkpoint {teacher.get("checkpoint")!r} not found: '
-              'random teacher weights (speed does not depend on them)')
-        teacher.checkpoint, teacher.allow_random_init = None, True
+    teachers = cfg.model.get('teachers') or {'teacher': cfg.model.teacher}
+    for teacher in teachers.values():
+        if not teacher.get('checkpoint') or not osp.exists(str(teacher.get('checkpoint'))):
+            print(f'[benchmark] teacher checkpoint {teacher.get("checkpoint")!r} not found: '
+                  'random teacher weights (speed does not depend on them)')
+            teacher.checkpoint, teacher.allow_random_init = None, True
     cfg.model.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
@@ -97,7 +98,12 @@ class Floor:
     """The unavoidable compute of one FD step, with nothing around it."""
 
     def __init__(self, model, optim_wrapper, args):
-        self.teacher, self.student, self.head = model.teacher, model.backbone, model.head
+        self.student = model.backbone
+        # (teacher, head) of every teacher, in the model's order
+        self.branches = {
+            name: (teacher, model._head(name))
+            for name, teacher in model.named_teachers().items()
+        }
         groups = [{k: v for k, v in g.items()} for g in optim_wrapper.optimizer.param_groups]
         self.params = [p for g in groups for p in g['params'] if p.requires_grad]
         # The same optimizer class and settings (foreach/fused alike) as the FD run.
@@ -115,28 +121,32 @@ class Floor:
         self.dtype = getattr(torch, amp_dtype(args))
         self.scaler = torch.amp.GradScaler(
             args.device) if (args.amp and self.dtype == torch.float16) else None
-        self.beta, self.eps = model.head.beta, model.head.eps
 
     def autocast(self):
         return torch.autocast(self.device, dtype=self.dtype, enabled=self.amp)
 
     def teacher_forward(self, x_teacher):
+        """Every teacher, one after the other, on its own prepared input."""
         with self.autocast(), torch.no_grad():
-            return self.teacher(x_teacher).tokens
+            return {
+                name: teacher(x_teacher[name]).tokens
+                for name, (teacher, _) in self.branches.items()
+            }
 
     def step(self, x_student, x_teacher):
         with self.autocast():
-            target = self.teacher_forward(x_teacher)
+            targets = self.teacher_forward(x_teacher)
             tokens = self.student(x_student)[-1]
             if tokens.dim() == 4:
                 tokens = tokens.flatten(2).transpose(1, 2)
-            if tokens.shape[1] != target.shape[1]:
-                tokens = tokens[:, tokens.shape[1] - target.shape[1]:]
-            pred = self.head.proj(tokens)
-            loss = F.smooth_l1_loss(
-                pred.float(),
-                F.layer_norm(target.float(), target.shape[-1:], eps=self.eps),
-                beta=self.beta)
+            loss = 0.
+            for name, target in targets.items():
+                head = self.branches[name][1]
+                ours = tokens[:, tokens.shape[1] - target.shape[1]:]
+                loss = loss + F.smooth_l1_loss(
+                    head.proj(ours).float(),
+                    F.layer_norm(target.float(), target.shape[-1:], eps=head.eps),
+                    beta=head.beta)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.optimizer)
@@ -189,7 +199,10 @@ def run(args):
     batch = dict(inputs=pixels, data_samples=None)
     with torch.no_grad():
         x_student = model.data_preprocessor(dict(inputs=pixels, data_samples=None), True)['inputs']
-        x_teacher = model.teacher_input(x_student)  # outside the floor's timed loop
+        x_teacher = {  # outside the floor's timed loop
+            name: model.teacher_input(x_student, name)
+            for name in model.named_teachers()
+        }
     floor = Floor(model, optim_wrapper, args)
 
     def fd_step():
@@ -220,6 +233,7 @@ def run(args):
         device_name=(torch.cuda.get_device_name()
                      if args.device == 'cuda' else f'cpu x{torch.get_num_threads()} threads'),
         batch=args.batch,
+        num_teachers=len(floor.branches),
         amp=args.amp,
         amp_dtype=amp_dtype(args) if args.amp else None,
         compile=args.compile,
