@@ -101,7 +101,7 @@ class Floor:
         self.student = model.backbone
         # (teacher, head) of every teacher, in the model's order
         self.branches = {
-            name: (teacher, model._head(name))
+            name: (teacher, model.head_of(name))
             for name, teacher in model.named_teachers().items()
         }
         groups = [{k: v for k, v in g.items()} for g in optim_wrapper.optimizer.param_groups]

@@ -20,6 +20,7 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 
+from mmfd.models.algorithms.fd import head_option
 from mmfd.registry import HOOKS
 
 
@@ -42,12 +43,11 @@ class TargetStatsHook(Hook):
             return
         from mmfd.engine.reliability.rng import cpu_rng_states, set_cpu_rng_states
         from mmfd.models.heads.target_norms import TargetStats
-        states = cpu_rng_states()
+        states, was_training = cpu_rng_states(), model.training
         try:
             stats = {name: TargetStats(head.out_channels) for name, head in pending.items()}
             loader = runner.build_dataloader(_stats_loader_cfg(runner.cfg.train_dataloader))
             seen = 0
-            was_training = model.training
             model.eval()
             with torch.no_grad():
                 for seen, batch in enumerate(loader, start=1):
@@ -57,18 +57,18 @@ class TargetStatsHook(Hook):
                         stats[name].add(model.regressed_target(inputs, name))
                     if seen >= self.num_batches:
                         break
-            model.train(was_training)
             for name, head in pending.items():
                 _all_reduce(stats[name])
                 mean, cov = stats[name].mean_cov()
                 head.standardizer.fit(
                     mean.to(head.standardizer.mean.device), cov.to(head.standardizer.mean.device))
                 print_log(
-                    f'TargetStatsHook: PHI-S statistics of {_label(name)} from '
+                    f'TargetStatsHook: PHI-S statistics of {head_option(name)} from '
                     f'{stats[name].count} tokens ({seen} batches per rank).',
                     logger='current',
                     level=logging.INFO)
         finally:
+            model.train(was_training)
             set_cpu_rng_states(states)
 
 
@@ -76,7 +76,7 @@ def _pending_heads(model) -> dict:
     """name -> FD head with an unfitted PHI-S standardiser."""
     if not hasattr(model, 'named_teachers'):
         return {}
-    heads = {name: model._head(name) for name in model.named_teachers()}
+    heads = {name: model.head_of(name) for name in model.named_teachers()}
     return {
         name: head
         for name, head in heads.items()
@@ -97,13 +97,7 @@ def _all_reduce(stats) -> None:
         return
     device = 'cuda' if dist.get_backend() == 'nccl' else 'cpu'
     count = torch.tensor([float(stats.count)], dtype=torch.float64, device=device)
-    for tensor in (count, ):
-        dist.all_reduce(tensor)
     total, outer = stats.total.to(device), stats.outer.to(device)
-    dist.all_reduce(total)
-    dist.all_reduce(outer)
+    for tensor in (count, total, outer):
+        dist.all_reduce(tensor)
     stats.count, stats.total, stats.outer = int(count.item()), total.cpu(), outer.cpu()
-
-
-def _label(name) -> str:
-    return 'model.head' if name is None else f'model.heads.{name}'

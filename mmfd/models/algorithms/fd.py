@@ -132,7 +132,7 @@ class FeatureDistiller(BaseSelfSupervisor):
         self.input_size = _pair(input_size)
         self.student_grid, student_width, self.student_has_cls = self._student_geometry()
         self.aligns, self.teacher_input_sizes, self.loss_weights = aligns, {}, weights
-        self.renormalises = {}
+        self.renormalises, self.teacher_grids = {}, {}
         heads = {}
         for name, teacher in self.named_teachers().items():
             teacher.freeze()
@@ -178,7 +178,8 @@ class FeatureDistiller(BaseSelfSupervisor):
             raise ConfigError(f'No teacher named {name!r}; teachers: {list(self.teachers)}.')
         return self.teachers[name]
 
-    def _head(self, name: Optional[str]):
+    def head_of(self, name: Optional[str]):
+        """The head of a teacher (the only one when ``name`` is None)."""
         return self.heads[name] if self.multi_teacher else self.head
 
     def _label(self, name: Optional[str]) -> str:
@@ -206,7 +207,7 @@ class FeatureDistiller(BaseSelfSupervisor):
     def _build_head(self, name, cfg: dict, student_width: int):
         teacher = self._teacher(name)
         cfg = dict(cfg)
-        label = 'model.head' if name is None else f'model.heads.{name}'
+        label = head_option(name)
         cfg.setdefault('type', 'FDHead')
         cfg.setdefault('in_channels', student_width)
         cfg.setdefault('out_channels', teacher.embed_dim)
@@ -275,11 +276,12 @@ class FeatureDistiller(BaseSelfSupervisor):
     def _check_grids(self, name):
         teacher, size, align = self._teacher(
             name), self.teacher_input_sizes[name], self.aligns[name]
-        teacher_grid = teacher.grid_size(size)
-        option = 'model.align' if name is None else f'model.align[{name!r}]'
-        if align not in self.NATIVE_SIZE_MODES and tuple(teacher_grid) != self.student_grid:
+        teacher_grid = tuple(teacher.grid_size(size))
+        self.teacher_grids[name] = teacher_grid  # the grid its targets come on
+        option = _align_option(name)
+        if align not in self.NATIVE_SIZE_MODES and teacher_grid != self.student_grid:
             raise ConfigError(
-                f'Teacher grid {tuple(teacher_grid)} of {self._label(name)} (patch '
+                f'Teacher grid {teacher_grid} of {self._label(name)} (patch '
                 f'{teacher.patch_size} at {size}) != student grid {self.student_grid} with '
                 f'{option}={align!r}. Use align="resize_input" or '
                 '"interpolate_target" / "interpolate_student", or change model.input_size.')
@@ -351,9 +353,13 @@ class FeatureDistiller(BaseSelfSupervisor):
         """A teacher's tokens as its head receives them (CLS dropped unless both
         sides have one and ``include_cls``); for target statistics."""
         target, teacher_cls = self.compute_target(inputs, name)
-        if teacher_cls and not (self.include_cls and self.student_has_cls):
+        if teacher_cls and not self._keeps_cls(teacher_cls, self.student_has_cls):
             target = target[:, 1:]
         return target
+
+    def _keeps_cls(self, teacher_cls: bool, student_cls: bool) -> bool:
+        """The CLS token is regressed only when both sides have one and include_cls."""
+        return bool(self.include_cls and teacher_cls and student_cls)
 
     def loss(self, inputs, data_samples=None) -> dict:
         if isinstance(inputs, (list, tuple)):
@@ -368,13 +374,11 @@ class FeatureDistiller(BaseSelfSupervisor):
         student, student_grid, student_cls = self._student_tokens(inputs)
         pairs = {}
         for name, (target, teacher_cls) in targets.items():
-            keep_cls = self.include_cls and teacher_cls and student_cls
+            keep_cls = self._keeps_cls(teacher_cls, student_cls)
             pred_tokens = student[:, 1:] if student_cls and not keep_cls else student
-            if self.aligns[name] == 'interpolate_student':
-                teacher_grid = self._teacher(name).grid_size(self.teacher_input_sizes[name])
-                if tuple(teacher_grid) != tuple(student_grid):
-                    pred_tokens = _resize_token_map(pred_tokens, student_grid, teacher_grid,
-                                                    keep_cls)
+            teacher_grid = self.teacher_grids[name]
+            if self.aligns[name] == 'interpolate_student' and teacher_grid != tuple(student_grid):
+                pred_tokens = _resize_token_map(pred_tokens, student_grid, teacher_grid, keep_cls)
             if teacher_cls and not keep_cls:
                 target = target[:, 1:]
             pairs[name] = (pred_tokens, target, keep_cls)
@@ -385,7 +389,7 @@ class FeatureDistiller(BaseSelfSupervisor):
             return losses
         if self.teacher_drop_prob and self.training:
             per_image = {
-                name: self._head(name).loss_per_sample(pred, target)
+                name: self.head_of(name).loss_per_sample(pred, target)
                 for name, (pred, target, _) in pairs.items()
             }
             keep = teacher_keep_mask(torch.stack(list(per_image.values())), self.teacher_drop_prob)
@@ -395,7 +399,7 @@ class FeatureDistiller(BaseSelfSupervisor):
             }
         else:
             per_teacher = {
-                name: self._head(name).loss(pred, target)['loss']
+                name: self.head_of(name).loss(pred, target)['loss']
                 for name, (pred, target, _) in pairs.items()
             }
         losses = {}
@@ -408,7 +412,7 @@ class FeatureDistiller(BaseSelfSupervisor):
 
     def _summary_loss(self, name, pred_tokens, target, keep_cls) -> dict:
         """The optional cosine loss on the CLS (summary) token of a teacher's head."""
-        head = self._head(name)
+        head = self.head_of(name)
         weight = getattr(head, 'summary_loss_weight', 0.0)
         if not weight or not keep_cls:
             return {}
@@ -479,8 +483,7 @@ def _per_teacher_align(align, specs, modes) -> dict:
         aligns = {name: align for name in specs}
     for name, mode in aligns.items():
         if mode not in modes:
-            option = 'model.align' if name is None else f'model.align[{name!r}]'
-            raise ConfigError(f'{option}={mode!r} is not one of {modes}.')
+            raise ConfigError(f'{_align_option(name)}={mode!r} is not one of {modes}.')
     return aligns
 
 
@@ -515,6 +518,15 @@ def _resize_token_map(tokens: torch.Tensor, grid, new_grid, has_cls: bool) -> to
         fmap.float(), size=new_grid, mode='bilinear', align_corners=False).to(patches.dtype)
     patches = fmap.flatten(2).transpose(1, 2)
     return patches if cls is None else torch.cat([cls, patches], dim=1)
+
+
+def head_option(name: Optional[str]) -> str:
+    """How messages name a teacher's head option."""
+    return 'model.head' if name is None else f'model.heads.{name}'
+
+
+def _align_option(name: Optional[str]) -> str:
+    return 'model.align' if name is None else f'model.align[{name!r}]'
 
 
 def _describe(resize: dict) -> str:

@@ -94,11 +94,19 @@ class FDHead(BaseModule):
             return self.standardizer(target)
         return target.float()
 
+    def _pred_and_target(self, student_tokens: torch.Tensor, target: torch.Tensor):
+        """The projection and the standardised target, both fp32, shapes checked."""
+        pred = self.forward(student_tokens)
+        if pred.shape != target.shape:
+            raise ValueError(f'FDHead: prediction {tuple(pred.shape)} and target '
+                             f'{tuple(target.shape)} differ (tokens x channels).')
+        # Loss in fp32 even under AMP: the standardised target has unit scale.
+        return pred.float(), self.standardize(target).float()
+
     def loss_per_sample(self, student_tokens: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """[B]: each image's Smooth-L1 over its tokens and channels (fp32), weighted."""
-        pred = self.forward(student_tokens)
-        target = self.standardize(target)
-        loss = F.smooth_l1_loss(pred.float(), target.float(), beta=self.beta, reduction='none')
+        pred, target = self._pred_and_target(student_tokens, target)
+        loss = F.smooth_l1_loss(pred, target, beta=self.beta, reduction='none')
         return loss.flatten(1).mean(1) * self.loss_weight
 
     def summary_loss(self, student_cls: torch.Tensor, teacher_cls: torch.Tensor) -> torch.Tensor:
@@ -108,11 +116,5 @@ class FDHead(BaseModule):
         return (1 - cos).mean() * self.summary_loss_weight
 
     def loss(self, student_tokens: torch.Tensor, target: torch.Tensor) -> dict:
-        pred = self.forward(student_tokens)
-        if pred.shape != target.shape:
-            raise ValueError(f'FDHead: prediction {tuple(pred.shape)} and target '
-                             f'{tuple(target.shape)} differ (tokens x channels).')
-        target = self.standardize(target)
-        # Loss in fp32 even under AMP: the standardised target has unit scale.
-        loss = F.smooth_l1_loss(pred.float(), target.float(), beta=self.beta)
-        return dict(loss=loss * self.loss_weight)
+        pred, target = self._pred_and_target(student_tokens, target)
+        return dict(loss=F.smooth_l1_loss(pred, target, beta=self.beta) * self.loss_weight)
