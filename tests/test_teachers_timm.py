@@ -283,3 +283,19 @@ def test_official_layouts(tmp_path, name):
     teacher = TimmTeacher(name, checkpoint=str(path), img_size=img, model_kwargs=TINY)
     x = images(img)
     assert max_diff(teacher(x).tokens, _reference_tokens(model, x, prefix, has_cls)) <= TOL
+
+
+def test_a_resampled_position_table_is_logged(tmp_path):
+    """No silent resizing: a 112 px file built at 224 px says timm resampled it; the
+    file at its own size says nothing."""
+    from mmengine.logging import MMLogger
+    log_file = tmp_path / 'teacher.log'
+    MMLogger.get_instance(f'timm_resize_{tmp_path.name}', log_file=str(log_file))
+    name = 'vit_base_patch16_siglip_224'
+    path = tmp_path / 'siglip.pth'
+    torch.save(_timm_model(name, 112).state_dict(), path)
+    TimmTeacher(name, checkpoint=str(path), img_size=112, model_kwargs=TINY)
+    assert 'was resampled' not in log_file.read_text()
+    TimmTeacher(name, checkpoint=str(path), img_size=224, model_kwargs=TINY)
+    assert 'position table of' in log_file.read_text()
+    assert '(49 positions) was resampled to 196' in log_file.read_text()

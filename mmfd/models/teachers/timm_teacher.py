@@ -42,6 +42,12 @@ from .builder import check_input_size, merge_converted_options, require_checkpoi
 CLS_TARGETS = ('auto', 'token', 'pooled', 'none')
 
 
+def _position_rows(state_dict: dict):
+    """Rows of a timm-layout absolute position table in a state dict, else None."""
+    pos = state_dict.get('pos_embed')
+    return pos.shape[-2] if isinstance(pos, torch.Tensor) and pos.dim() >= 2 else None
+
+
 def _timm_name(model: str) -> str:
     """The architecture part of a timm name (``vit_base_patch16_siglip_224.v2_webli``
     -> ``vit_base_patch16_siglip_224``), checked against timm's registry."""
@@ -151,23 +157,33 @@ class TimmTeacher(BaseTeacher):
         else:
             state_dict = unwrap_state_dict(load_checkpoint_file(path), source=path)
             overlay = dict(source='', hf_hub_id=None, url=None, file=None, state_dict=state_dict)
-            self._log_position_resize(state_dict, img_size, path)
+        # timm's filter may pop it: the file's table size is taken before the build.
+        file_rows = _position_rows(overlay.get('state_dict') or {})
         try:
-            return timm.create_model(
+            net = timm.create_model(
                 model, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
         except (RuntimeError, KeyError, ValueError) as err:
             raise CheckpointError(
                 f'{path} does not load into timm\'s {model}: {err}'.strip()) from err
+        self._log_position_resize(net, file_rows, path)
+        return net
 
-    def _log_position_resize(self, state_dict: dict, img_size, path: str) -> None:
-        pos = state_dict.get('pos_embed')
-        if pos is not None and img_size is None:
+    @staticmethod
+    def _log_position_resize(net, file_rows, path: str) -> None:
+        """No silent resizing: says when timm's filter resampled the file's absolute
+        position table to another grid (a difference of up to the prefix tokens is
+        only the CLS/register rows some layouts keep in the table)."""
+        pos = getattr(net, 'pos_embed', None)
+        if file_rows is None or pos is None:
+            return
+        rows = pos.shape[-2]
+        if abs(file_rows - rows) > int(getattr(net, 'num_prefix_tokens', 1)):
             print_log(
-                f'TimmTeacher: {path} position table {tuple(pos.shape)} is fitted to '
-                f'{self.model_name} at its pretrained input size by timm\'s checkpoint '
-                'filter (set img_size to choose the size).',
+                f'TimmTeacher: the position table of {path} ({file_rows} positions) was '
+                f'resampled to {rows} by timm\'s checkpoint filter for '
+                f'{net.patch_embed.img_size[0]} px inputs (timm: bicubic with antialiasing).',
                 logger='current',
-                level=logging.DEBUG)
+                level=logging.INFO)
 
     def adapt_img_size(self, img_size: int) -> bool:
         if self.dynamic_img_size or int(img_size) == self.img_size:
