@@ -51,6 +51,23 @@ def test_one_type_builds_the_wrapper_for_the_mode_and_machine(amp, guard, cuda, 
         assert wrapper.cast_dtype == dtype
 
 
+def test_only_fp16_gets_a_loss_scaler_on_cuda():
+    """bf16 has fp32's range: no loss scaling (under FSDP2 a scaler's per-rank
+    overflow check would let the ranks' scales drift apart)."""
+    import mmengine.optim.optimizer.amp_optimizer_wrapper as amp_module
+    made = []
+
+    class RecordingScaler:
+
+        def __init__(self, **kwargs):
+            made.append(kwargs)
+
+    with mock.patch.object(amp_module, 'GradScaler', RecordingScaler):
+        build(cuda=True, native_bf16=False, amp='bf16')
+        build(cuda=True, native_bf16=False, amp='fp16')
+    assert made == [dict(enabled=False), {}]
+
+
 def test_bad_amp_mode_is_a_config_error():
     with pytest.raises(ConfigError, match="optim_wrapper.amp='fp8' is not one of"):
         build(amp='fp8')

@@ -16,8 +16,9 @@ wrapper is built, on the machine that runs it:
   AMX; mmengine's AmpOptimWrapper needs an accelerator, bf16 needs no loss
   scaling), else fp32: emulated bf16 is several times slower than fp32 (6x for a
   small ViT step on an AVX2-only CPU).
-* ``amp='fp16'`` / ``'bf16'``: that dtype on CUDA; without CUDA, bf16 autocast
-  (fp16 is logged as replaced), natively or not.
+* ``amp='fp16'`` / ``'bf16'``: that dtype on CUDA (fp16 with dynamic loss scaling,
+  bf16 without: it has fp32's range); without CUDA, bf16 autocast (fp16 is logged
+  as replaced), natively or not.
 * ``max_consecutive_nonfinite=N`` skips and counts steps whose loss or gradient is
   NaN/inf and stops the run after N in a row (:mod:`mmfd.engine.reliability`).
 
@@ -104,7 +105,9 @@ def build_fd_optim_wrapper(optimizer,
     if mode != 'off':
         kwargs['dtype'] = _DTYPES[mode]
         if cuda:
-            kwargs['loss_scale'] = loss_scale
+            # bf16 has fp32's range: no loss scaling (a scaler would only add a
+            # per-rank overflow check, which sharded FSDP2 gradients cannot share).
+            kwargs['loss_scale'] = loss_scale if mode == 'fp16' else dict(enabled=False)
     return cls(optimizer=optimizer, **kwargs)
 
 
