@@ -8,6 +8,7 @@ moment leaves either the previous file or the new complete one, never a prefix.
 import os
 import os.path as osp
 import re
+import shutil
 import uuid
 import zipfile
 from typing import Iterable, List, Optional, Tuple
@@ -95,14 +96,19 @@ register_backend(ATOMIC_BACKEND, AtomicLocalBackend, force=True)
 
 
 def remove_stale_temp_files(directory: str) -> List[str]:
-    """Deletes temporary files left by writers that were killed; returns them."""
+    """Deletes temporary files (and sharded-checkpoint directories) left by writers
+    that were killed; returns their names."""
     removed = []
     if not osp.isdir(directory):
         return removed
     for name in os.listdir(directory):
         if is_temp_file(name):
+            path = osp.join(directory, name)
             try:
-                os.remove(osp.join(directory, name))
+                if osp.isdir(path):
+                    shutil.rmtree(path)
+                else:
+                    os.remove(path)
                 removed.append(name)
             except OSError:
                 pass
@@ -115,8 +121,12 @@ def verify_checkpoint(path: str) -> Optional[str]:
     Checks the zip structure and every record's CRC (torch's format is an
     uncompressed zip), then reads it with mmfd's one checkpoint reader
     (``weights_only=True``, memory mapped: no tensor data is copied) and looks for
-    ``meta`` and ``state_dict``.
+    ``meta`` and ``state_dict``. A directory is a sharded (FSDP2) checkpoint: its
+    ``COMPLETE`` marker and the files it lists are checked.
     """
+    if osp.isdir(path):
+        from mmfd.engine.strategies.sharded_checkpoint import verify_sharded_checkpoint
+        return verify_sharded_checkpoint(path)
     if not osp.isfile(path):
         return 'file does not exist'
     if osp.getsize(path) == 0:

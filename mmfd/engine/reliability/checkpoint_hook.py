@@ -94,8 +94,13 @@ class AtomicCheckpointHook(CheckpointHook):
         return osp.join(str(self.out_dir), osp.basename(runner.work_dir.rstrip(osp.sep)))
 
     def before_run(self, runner) -> None:
-        """Chooses the checkpoint to resume from (runs before Runner.load_or_resume)."""
+        """Chooses the checkpoint to resume from (runs before Runner.load_or_resume).
+
+        mmengine's FlexibleRunner loads before ``before_run``: there its own choice
+        (``last_checkpoint``, written only after a complete save) stands."""
         if not runner._resume or not _is_local(self.out_dir):
+            return
+        if getattr(runner, '_has_loaded', False):
             return
         choice = [None, None]
         if is_main_process():

@@ -39,6 +39,13 @@ class NonFiniteError(MMFDError):
     """Training produced NaN/inf losses or gradients too many steps in a row."""
 
 
+def _global(norm: torch.Tensor) -> torch.Tensor:
+    """The norm over every rank's shard when gradients are sharded (FSDP2 DTensors:
+    torch's norms come back as partial results), else ``norm`` itself."""
+    from torch.distributed.tensor import DTensor
+    return norm.full_tensor() if isinstance(norm, DTensor) else norm
+
+
 class NonFiniteGuardMixin:
     """The check shared by SafeOptimWrapper and SafeAmpOptimWrapper."""
 
@@ -67,13 +74,13 @@ class NonFiniteGuardMixin:
         if not grads:
             return torch.zeros(())
         norms = torch._foreach_norm(grads, 2.0)
-        return torch.linalg.vector_norm(torch.stack([n.float() for n in norms]), 2.0)
+        return _global(torch.linalg.vector_norm(torch.stack([n.float() for n in norms]), 2.0))
 
     def _clip_grad(self) -> None:
         """mmengine's clipping, keeping the total norm it computes for the check."""
         params = [p for p in self._params_with_grad() if p.requires_grad]
         if params and self.grad_name == 'grad_norm':
-            norm = self.clip_func(params, **self.clip_grad_kwargs)
+            norm = _global(self.clip_func(params, **self.clip_grad_kwargs))
             self._grad_norm = norm.detach()
             self.message_hub.update_scalar(f'train/{self.grad_name}', float(norm))
         else:
