@@ -239,15 +239,17 @@ def _register_test_components():
 
     @HOOKS.register_module(force=True)
     class NaNInjectionHook(Hook):
-        """Makes the student's first block output NaN at the given (0-based) iters."""
+        """Makes the student's first block output NaN at the given (0-based) iters,
+        on the given ranks (default: all)."""
         priority = 'NORMAL'
 
-        def __init__(self, iters=()):
+        def __init__(self, iters=(), ranks=None):
             self.iters = set(iters)
+            self.ranks = None if ranks is None else set(ranks)
             self._handle = None
 
         def before_train_iter(self, runner, batch_idx, data_batch=None):
-            if runner.iter in self.iters:
+            if runner.iter in self.iters and (self.ranks is None or runner.rank in self.ranks):
                 model = getattr(runner.model, 'module', runner.model)
                 self._handle = model.backbone.layers[0].register_forward_hook(
                     lambda module, args, out: out * float('nan'))

@@ -3,6 +3,7 @@ the concatenated batch, survives SIGKILLs (mid-run and mid-save) bit for bit, ho
 1/N of the student per rank, reshards on resume, and consolidates into the single
 file the converters and downstream configs read."""
 import importlib.util
+import math
 import shutil
 import socket
 
@@ -64,8 +65,15 @@ def setup(tmp_path_factory):
     images = make_image_folder(root / 'images', n=32)
     teacher = make_timm_vit_checkpoint(root / 'teacher.pth')
     configs = {}
-    for name, text in (('single', DETERMINISTIC), ('sharded', DETERMINISTIC + SHARDED), ('random',
-                                                                                         RANDOM)):
+    # Iteration 3 is non-finite: for the whole batch in one process, on rank 1's half
+    # only when sharded. Every rank must skip that step (or the shards diverge).
+    nan_everywhere = "custom_hooks.append(dict(type='NaNInjectionHook', iters=[2]))\n"
+    nan_on_rank1 = "custom_hooks.append(dict(type='NaNInjectionHook', iters=[2], ranks=[1]))\n"
+    texts = dict(
+        single=DETERMINISTIC + nan_everywhere,
+        sharded=DETERMINISTIC + SHARDED + nan_on_rank1,
+        random=RANDOM)
+    for name, text in texts.items():
         configs[name] = root / f'{name}.py'
         configs[name].write_text(text.format(repo=REPO, images=images, teacher=teacher))
     return root, configs
@@ -91,6 +99,7 @@ def sharded(setup):
     root, configs = setup
     log = dist_run(configs['sharded'], root / 'sharded')
     assert 'FSDP2: 2 student blocks + root sharded over 2 ranks; teacher(s) replicated' in log
+    assert 'Non-finite update at iteration 3' in log  # rank 0's own half was finite
     return root / 'sharded'
 
 
@@ -105,6 +114,7 @@ def test_two_ranks_equal_one_process_on_the_concatenated_batch(single, sharded, 
     one = read_ranks(single, 1)[0]['losses']
     ranks = read_ranks(sharded, 2)
     assert sorted(one) == list(range(1, 7))
+    assert math.isnan(one.pop(3)) and math.isnan(ranks[1]['losses'][3])
     for step, loss in one.items():
         mean = (ranks[0]['losses'][step] + ranks[1]['losses'][step]) / 2
         assert abs(mean - loss) < 1e-5, (step, mean, loss)
