@@ -179,13 +179,16 @@ def test_bad_multi_teacher_configs_fail_at_build(files, kwargs, message):
 
 
 def test_two_teacher_training_run(tmp_path, files):
-    """tools/train.py, 30 iterations on generated images: each teacher's loss falls,
-    the checkpoint holds no teacher weight, and --resume continues."""
+    """tools/train.py on generated images: each teacher's loss falls over 30
+    iterations, the checkpoint holds no teacher weight, and --resume from the
+    iteration-30 checkpoint reaches the uninterrupted run's iteration 35 bit for bit
+    (weights and AdamW state)."""
+    from reliability_fixtures import assert_bitwise_equal, final_state
     images = make_image_folder(tmp_path / 'images', n=16)
     options = [
         f'train_dataloader.dataset.data_root={images}',
         f'model.teachers.vit.checkpoint={files["vit"]}',
-        f'model.teachers.clip.checkpoint={files["clip"]}',
+        f'model.teachers.clip.checkpoint={files["clip"]}', 'train_cfg.max_iters=35'
     ]
     config = 'tests/configs/tiny_fd_two_teachers.py'
     work = tmp_path / 'work'
@@ -195,17 +198,21 @@ def test_two_teacher_training_run(tmp_path, files):
     ])
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for key in ('loss_vit', 'loss_clip'):
-        values = read_scalars(work, key)
+        values = read_scalars(work, key)[:30]
         assert len(values) == 30
         assert sum(values[-5:]) / 5 < 0.8 * sum(values[:5]) / 5, (key, values)
     ckpt = torch.load(work / 'iter_30.pth', weights_only=True)
     assert not [k for k in ckpt['state_dict'] if k.startswith(('teachers.', 'teacher.'))]
+    resumed = tmp_path / 'resumed'
     result = run_train([
         sys.executable, 'tools/train.py', config, '--work-dir',
-        str(work), '--resume', '--cfg-options', *options, 'train_cfg.max_iters=35'
+        str(resumed), '--resume',
+        str(work / 'iter_30.pth'), '--cfg-options', *options
     ])
     assert result.returncode == 0, result.stderr[-3000:]
-    assert (work / 'iter_35.pth').exists()
+    reference, got = final_state(work / 'iter_35.pth'), final_state(resumed / 'iter_35.pth')
+    assert_bitwise_equal(reference['model'], got['model'], 'state_dict')
+    assert_bitwise_equal(reference['optimizer'], got['optimizer'], 'optimizer')
 
 
 def test_teacher_keep_mask_statistics():
