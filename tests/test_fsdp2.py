@@ -164,6 +164,15 @@ def test_two_ranks_equal_one_process_on_the_concatenated_batch(single, sharded, 
         key = key[len('backbone.'):]
         if key in loaded:
             assert torch.equal(loaded[key], value), key
+    # The sharded directory itself, as downstream configs name the FD checkpoint.
+    backbone.init_cfg = dict(backbone.init_cfg, checkpoint=str(sharded / 'iter_6.pth'))
+    backbone._is_init = False
+    with torch.no_grad():
+        for p in backbone.parameters():
+            p.zero_()
+    backbone.init_weights()
+    for key, value in backbone.state_dict().items():
+        assert torch.equal(value, loaded[key]), key
 
 
 def test_each_rank_holds_half_of_the_student(single, sharded):

@@ -12,6 +12,9 @@ is wrong, so that a model can never silently keep random weights.
   safetensors; anything else through ``torch.load(weights_only=True)``, which refuses
   to rebuild arbitrary Python objects. A TorchScript archive is a program (its code
   runs when loaded), so it is read only on explicit opt-in.
+* A local directory is a sharded checkpoint of an FSDP2 run
+  (:mod:`mmfd.engine.strategies.sharded_checkpoint`): its shards are reassembled in
+  memory, so the converters and ``StrictPretrained`` read it like a DDP file.
 """
 import argparse
 import io
@@ -180,6 +183,8 @@ def load_checkpoint_file(path,
     """
     path = _check_name(path)
     backend = _file_backend(path, backend_args)
+    if _is_local(backend) and os.path.isdir(path):
+        return _read_sharded(path)
     source: Source = _check_local(path) if _is_local(backend) else _fetch(backend, path)
 
     if _name_of(path).endswith('.safetensors'):
@@ -196,6 +201,17 @@ def load_checkpoint_file(path,
                 'safetensors file.')
         return _read_torchscript(source, path, map_location)
     return _read_torch(source, path, map_location)
+
+
+def _read_sharded(path: str) -> dict:
+    """A sharded (FSDP2) checkpoint directory, reassembled in this process: what its
+    consolidated single file would hold, without the optimizer state."""
+    from mmfd.engine.strategies.sharded_checkpoint import (check_sharded_checkpoint, load_extra,
+                                                           read_full_state)
+    check_sharded_checkpoint(path)
+    checkpoint = dict(load_extra(path))
+    checkpoint['state_dict'] = read_full_state(path)[0]
+    return checkpoint
 
 
 def save_safetensors(state_dict: Dict[str, torch.Tensor],
