@@ -79,14 +79,19 @@ def setup(tmp_path_factory):
     return root, configs
 
 
+def tool(name):
+    """tools/<name>.py as a module, to call its main() in this process."""
+    spec = importlib.util.spec_from_file_location(f'mmfd_tool_{name}', REPO / f'tools/{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope='module')
 def single(setup):
     """One process, batch 8 (tools/train.py in this process)."""
     root, configs = setup
-    spec = importlib.util.spec_from_file_location('mmfd_train_tool', REPO / 'tools/train.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.main([
+    tool('train').main([
         str(configs['single']), '--work-dir',
         str(root / 'single'), '--cfg-options', 'train_dataloader.batch_size=8'
     ])
@@ -103,16 +108,29 @@ def sharded(setup):
     return root / 'sharded'
 
 
-def test_two_ranks_equal_one_process_on_the_concatenated_batch(single, sharded, tmp_path):
+@pytest.fixture(scope='module')
+def sharded_teacher(setup):
+    """The same, with the teacher sharded too and every student block recomputed."""
+    root, configs = setup
+    log = dist_run(
+        configs['sharded'],
+        root / 'sharded_teacher',
+        options=['strategy.shard_teacher=True', 'strategy.activation_checkpointing=True'])
+    assert 'teacher(s) sharded per block' in log and 'activation checkpointing on' in log
+    return root / 'sharded_teacher'
+
+
+def assert_equals_one_process(single, work):
+    """Every student tensor within 1e-5; each step's whole-batch loss = the mean of
+    the two ranks' losses (equal halves)."""
     reference = torch.load(single / 'iter_6.pth', weights_only=True)['state_dict']
-    got, _ = read_full_state(str(sharded / 'iter_6.pth'))
+    got, _ = read_full_state(str(work / 'iter_6.pth'))
     assert set(got) == set(reference) and not any('teacher' in k for k in got)
     for key, value in reference.items():
         assert got[key].shape == value.shape, key
         torch.testing.assert_close(got[key], value, rtol=0, atol=1e-5, msg=key)
-    # The loss of the whole batch = the mean of the two ranks' (equal halves).
     one = read_ranks(single, 1)[0]['losses']
-    ranks = read_ranks(sharded, 2)
+    ranks = read_ranks(work, 2)
     assert sorted(one) == list(range(1, 7))
     assert math.isnan(one.pop(3)) and math.isnan(ranks[1]['losses'][3])
     for step, loss in one.items():
@@ -120,14 +138,24 @@ def test_two_ranks_equal_one_process_on_the_concatenated_batch(single, sharded, 
         assert abs(mean - loss) < 1e-5, (step, mean, loss)
         assert ranks[0]['losses'][step] != ranks[1]['losses'][step]  # really two halves
 
+
+def test_sharded_teacher_and_recomputed_blocks_equal_one_process(single, sharded_teacher):
+    assert_equals_one_process(single, sharded_teacher)
+    full = read_ranks(single, 1)[0]['memory']['frozen_params']
+    teacher = [record['memory']['frozen_params'] for record in read_ranks(sharded_teacher, 2)]
+    assert sum(teacher) == full and max(teacher) <= 0.51 * full  # half the teacher per rank
+
+
+def test_two_ranks_equal_one_process_on_the_concatenated_batch(single, sharded, tmp_path, capsys):
+    """Teacher replicated; then the consolidated checkpoint through the converter
+    into the fine-tuning backbone."""
+    assert_equals_one_process(single, sharded)
+
     # Consolidated -> convert_fd_checkpoint -> the downstream backbone: the file reads
     # like DDP's, and the student loads tensor-equal.
     out = tmp_path / 'consolidated.pth'
-    result = run(
-        ['python', 'tools/consolidate_fsdp_checkpoint.py',
-         str(sharded / 'iter_6.pth'),
-         str(out)])
-    assert result.returncode == 0 and 'from 2 ranks, iteration 6' in result.stdout, result.stderr
+    tool('consolidate_fsdp_checkpoint').main([str(sharded / 'iter_6.pth'), str(out)])
+    assert 'from 2 ranks, iteration 6' in capsys.readouterr().out
     written = torch.load(out, weights_only=True)
     assert set(written) >= {'meta', 'state_dict', 'message_hub'} and written['meta']['iter'] == 6
     from mmfd.checkpoint.fd_to_backbone import convert_fd_checkpoint
@@ -197,8 +225,6 @@ def test_sigkill_mid_save_and_mid_run_then_resume_bitwise(setup, tmp_path):
     reference = tmp_path / 'reference'
     log = dist_run(config, reference)
     assert 'teacher(s) sharded per block' in log and 'activation checkpointing on' in log
-    teacher = [record['memory']['frozen_params'] for record in read_ranks(reference, 2)]
-    assert max(teacher) <= 0.51 * sum(teacher)  # the sharded teacher: half on each rank
 
     work = tmp_path / 'killed'
     run_until(
@@ -263,12 +289,8 @@ def test_clear_errors(setup, tmp_path):
         FSDP2Strategy(work_dir=str(tmp_path), mixed_precision=dict(buffer_dtype='bfloat16'))
     with pytest.raises(CheckpointError, match='single-file checkpoint'):
         strategy.resume(str(root / 'teacher.pth'))
-    result = run([
-        'python', 'tools/consolidate_fsdp_checkpoint.py',
-        str(root / 'teacher.pth'),
-        str(tmp_path / 'x.pth')
-    ])
-    assert result.returncode == 1 and 'is not a sharded (FSDP2) checkpoint' in result.stderr
+    with pytest.raises(CheckpointError, match=r'is not a sharded \(FSDP2\) checkpoint'):
+        tool('consolidate_fsdp_checkpoint').main([str(root / 'teacher.pth'), str(tmp_path / 'x')])
 
 
 def test_damaged_sharded_checkpoints_are_named(sharded, tmp_path):
