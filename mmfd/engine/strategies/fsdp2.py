@@ -32,20 +32,34 @@ Checkpoints are directories written by ``torch.distributed.checkpoint``
 consolidated into the single-file student checkpoint by
 ``tools/consolidate_fsdp_checkpoint.py``. ``load_from`` accepts either kind.
 """
+import io
 import logging
 import os
 import os.path as osp
+import re
+import time
 from typing import Callable, Dict, List, Optional, Union
 
+import mmengine
 import torch
 import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
 from mmengine._strategy import DDPStrategy
 from mmengine.device import get_device
 from mmengine.dist import broadcast_object_list, get_dist_info
 from mmengine.logging import print_log
+from mmengine.optim import AmpOptimWrapper
 from mmengine.registry import STRATEGIES
 from torch import nn
+from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_state_dict,
+                                                     set_model_state_dict, set_state_dict)
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
+from torch.distributed.tensor import DTensor
 
+from mmfd.checkpoint.io import load_checkpoint_file
+from mmfd.engine.optim_wrappers.cpu_amp import CPUAutocastOptimWrapper
+from mmfd.engine.reliability.atomic_io import atomic_write, temp_path_for
 from mmfd.utils.errors import CheckpointError, ConfigError
 from . import sharded_checkpoint as sharded
 
@@ -97,7 +111,6 @@ def largest_module_list(module: nn.Module) -> List[nn.Module]:
 
 def local_bytes(tensors) -> int:
     """Bytes this rank stores for ``tensors`` (a DTensor counts its local shard)."""
-    from torch.distributed.tensor import DTensor
     total = 0
     for t in tensors:
         if isinstance(t, DTensor):
@@ -163,7 +176,6 @@ class FSDP2Strategy(DDPStrategy):
 
     # ------------------------------------------------------------------ model
     def _wrap_model(self, model: nn.Module) -> nn.Module:
-        from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
         if isinstance(model, FSDPModule):
             return model
         blocks = student_blocks(model)
@@ -186,7 +198,6 @@ class FSDP2Strategy(DDPStrategy):
         teacher_params = {id(p) for t in teachers for p in t.parameters()}
         self._broadcast_student(model, teacher_params)
 
-        from torch.distributed.device_mesh import init_device_mesh
         self.mesh = init_device_mesh('cuda' if device == 'cuda' else 'cpu', (world_size, ))
         policy = MixedPrecisionPolicy(param_dtype=self.param_dtype, reduce_dtype=self.reduce_dtype)
         options = dict(mesh=self.mesh, mp_policy=policy)
@@ -242,7 +253,6 @@ class FSDP2Strategy(DDPStrategy):
 
     def build_optim_wrapper(self, optim_wrapper, model=None):
         wrapper = super().build_optim_wrapper(optim_wrapper, model)
-        from mmengine.optim import AmpOptimWrapper
         if isinstance(wrapper, AmpOptimWrapper) and getattr(wrapper, 'loss_scaler', None) \
                 is not None and wrapper.loss_scaler.is_enabled():
             raise ConfigError('FSDP2Strategy: fp16 AMP with a loss scaler is not supported '
@@ -258,7 +268,6 @@ class FSDP2Strategy(DDPStrategy):
 
     # ------------------------------------------------------------------ checkpoints
     def _state_dicts(self):
-        from torch.distributed.checkpoint.state_dict import get_state_dict
         return get_state_dict(self.model, self.optim_wrapper.optimizer)
 
     def save_checkpoint(self,
@@ -270,10 +279,7 @@ class FSDP2Strategy(DDPStrategy):
                         callback: Optional[Callable] = None) -> None:
         """Every rank writes its shards into a temporary directory; rank 0 adds the
         small state and the marker and publishes it with one rename."""
-        import time
 
-        import mmengine
-        import torch.distributed.checkpoint as dcp
         filename = str(filename)
         model_state, optim_state = self._state_dicts()
         checkpoint = dict(extra_ckpt or {})
@@ -294,16 +300,13 @@ class FSDP2Strategy(DDPStrategy):
 
         tmp = [None]
         if self.rank == 0:
-            from mmfd.engine.reliability.atomic_io import temp_path_for
             tmp = [temp_path_for(filename)]
             os.makedirs(tmp[0])
         broadcast_object_list(tmp)
         tmp = tmp[0]
         dcp.save(tensors, checkpoint_id=tmp)  # a collective; ends with every shard written
         if self.rank == 0:
-            import io
 
-            from mmfd.engine.reliability.atomic_io import atomic_write
             buffer = io.BytesIO()
             torch.save(checkpoint, buffer)
             atomic_write(osp.join(tmp, sharded.EXTRA_FILE), buffer.getvalue())
@@ -313,8 +316,6 @@ class FSDP2Strategy(DDPStrategy):
         dist.barrier()
 
     def _load_sharded(self, directory: str, with_optimizer: bool) -> dict:
-        import torch.distributed.checkpoint as dcp
-        from torch.distributed.checkpoint.state_dict import set_state_dict
         marker = sharded.check_sharded_checkpoint(directory)
         if marker['world_size'] != self.world_size:
             print_log(
@@ -350,14 +351,11 @@ class FSDP2Strategy(DDPStrategy):
             if callback is not None:
                 callback(checkpoint)
             return checkpoint
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
-        from mmfd.checkpoint.io import load_checkpoint_file
         checkpoint = load_checkpoint_file(filename)
         if callback is not None:
             callback(checkpoint)
         state = checkpoint.pop('state_dict', checkpoint)
-        import re
         for pattern, repl in revise_keys:
             state = {re.sub(pattern, repl, k): v for k, v in state.items()}
         set_model_state_dict(
@@ -392,9 +390,7 @@ class FSDP2Strategy(DDPStrategy):
 
 def _autocasts(wrapper) -> bool:
     """Whether the wrapper's optim_context runs the forward under bf16 autocast."""
-    from mmengine.optim import AmpOptimWrapper
 
-    from mmfd.engine.optim_wrappers.cpu_amp import CPUAutocastOptimWrapper
     if isinstance(wrapper, CPUAutocastOptimWrapper):
         return True
     return isinstance(wrapper, AmpOptimWrapper) and wrapper.cast_dtype == torch.bfloat16
@@ -405,6 +401,5 @@ def _fault_point(name: str, filename: str) -> None:
     sleeps at that point of that save, so a test can SIGKILL the job with every shard
     written but the checkpoint not yet published. Does nothing otherwise."""
     if os.environ.get('MMFD_TEST_FAULT') == f'{name}:{osp.basename(filename)}':
-        import time
         print(f'MMFD_TEST_FAULT_REACHED {name}', flush=True)
         time.sleep(600)
