@@ -1,12 +1,12 @@
 """Multi-teacher FD: several teachers, one student, each with its own geometry,
 statistics, head and loss."""
 import socket
-import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
-from fd_fixtures import make_image_folder, make_timm_vit_checkpoint, read_scalars, run_train
+from fd_fixtures import (make_image_folder, make_timm_vit_checkpoint, read_scalars, run_train,
+                         train_in_process)
 from teacher_fixtures import build_open_clip, tiny_clip_config
 
 import mmfd  # noqa: F401
@@ -192,11 +192,7 @@ def test_two_teacher_training_run(tmp_path, files):
     ]
     config = 'tests/configs/tiny_fd_two_teachers.py'
     work = tmp_path / 'work'
-    result = run_train([
-        sys.executable, 'tools/train.py', config, '--work-dir',
-        str(work), '--cfg-options', *options
-    ])
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    train_in_process([config, '--work-dir', work, '--cfg-options', *options])
     for key in ('loss_vit', 'loss_clip'):
         values = read_scalars(work, key)[:30]
         assert len(values) == 30
@@ -204,12 +200,9 @@ def test_two_teacher_training_run(tmp_path, files):
     ckpt = torch.load(work / 'iter_30.pth', weights_only=True)
     assert not [k for k in ckpt['state_dict'] if k.startswith(('teachers.', 'teacher.'))]
     resumed = tmp_path / 'resumed'
-    result = run_train([
-        sys.executable, 'tools/train.py', config, '--work-dir',
-        str(resumed), '--resume',
-        str(work / 'iter_30.pth'), '--cfg-options', *options
+    train_in_process([
+        config, '--work-dir', resumed, '--resume', work / 'iter_30.pth', '--cfg-options', *options
     ])
-    assert result.returncode == 0, result.stderr[-3000:]
     reference, got = final_state(work / 'iter_35.pth'), final_state(resumed / 'iter_35.pth')
     assert_bitwise_equal(reference['model'], got['model'], 'state_dict')
     assert_bitwise_equal(reference['optimizer'], got['optimizer'], 'optimizer')
@@ -284,11 +277,7 @@ def test_two_teacher_dist_train_equals_single_process(tmp_path, files):
     ]
     config = 'tests/configs/tiny_fd_two_teachers_deterministic.py'
     single, dist = tmp_path / 'single', tmp_path / 'dist'
-    result = run_train([
-        sys.executable, 'tools/train.py', config, '--work-dir',
-        str(single), '--cfg-options', *options
-    ])
-    assert result.returncode == 0, result.stderr[-3000:]
+    train_in_process([config, '--work-dir', single, '--cfg-options', *options])
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         port = s.getsockname()[1]
