@@ -131,6 +131,7 @@ def assert_equals_one_process(single, work):
         torch.testing.assert_close(got[key], value, rtol=0, atol=1e-5, msg=key)
     one = read_ranks(single, 1)[0]['losses']
     ranks = read_ranks(work, 2)
+    assert {record['block_dtype'] for record in ranks} == {'torch.float32'}
     assert sorted(one) == list(range(1, 7))
     assert math.isnan(one.pop(3)) and math.isnan(ranks[1]['losses'][3])
     for step, loss in one.items():
@@ -251,7 +252,8 @@ def test_sigkill_mid_save_then_resume_bitwise(setup, tmp_path):
         assert_bitwise_equal(ref_model, got_model, f'{name} state_dict')
         assert_bitwise_equal(ref_optim, got_optim, f'{name} optimizer')
 
-    # Another world size: DCP reshards the 2-rank checkpoint onto 3 ranks.
+    # Another world size: DCP reshards the 2-rank checkpoint onto 3 ranks, which then
+    # train on in bf16 (FSDP2's mixed precision: bf16 blocks, fp32 shards).
     resharded = tmp_path / 'three'
     shutil.copytree(reference / 'iter_4.pth', resharded / 'iter_4.pth')
     log = dist_run(
@@ -259,12 +261,20 @@ def test_sigkill_mid_save_then_resume_bitwise(setup, tmp_path):
         resharded,
         ranks=3,
         options=[
-            f'resume={resharded / "iter_4.pth"}', 'train_cfg.max_iters=4',
-            'custom_hooks.0.dump_state=True'
+            f'resume={resharded / "iter_4.pth"}', 'custom_hooks.0.dump_state=True',
+            'strategy.mixed_precision.param_dtype=bfloat16',
+            'strategy.mixed_precision.reduce_dtype=float32', 'optim_wrapper.amp=bf16'
         ])
     assert 'was saved by 2 ranks, this run has 3' in log
     loaded = torch.load(resharded / 'state_at_start.pth', weights_only=True)
     assert_bitwise_equal(read_full_state(str(reference / 'iter_4.pth'))[0], loaded, 'resharded')
+    for record in read_ranks(resharded, 3):
+        assert sorted(record['losses']) == [5, 6]
+        assert all(math.isfinite(v) for v in record['losses'].values())
+        assert record['block_dtype'] == 'torch.bfloat16'
+    trained, _ = read_full_state(str(resharded / 'iter_6.pth'))
+    floats = [v for v in trained.values() if v.is_floating_point()]
+    assert floats and all(v.dtype == torch.float32 for v in floats)  # the fp32 master copy
 
 
 def test_clear_errors(setup, tmp_path):

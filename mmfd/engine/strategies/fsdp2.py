@@ -218,7 +218,16 @@ class FSDP2Strategy(DDPStrategy):
                 fully_shard(teacher, **teacher_options)
         else:
             ignored = {p for t in teachers for p in t.parameters()} or None
-        fully_shard(model, reshard_after_forward=False, ignored_params=ignored, **options)
+        # The root keeps its inputs as they come: the images the teacher sees (and
+        # resizes) stay fp32; autocast casts what the student computes.
+        root_policy = MixedPrecisionPolicy(
+            param_dtype=self.param_dtype, reduce_dtype=self.reduce_dtype, cast_forward_inputs=False)
+        fully_shard(
+            model,
+            mesh=self.mesh,
+            mp_policy=root_policy,
+            reshard_after_forward=False,
+            ignored_params=ignored)
         self._log_layout(model, blocks, teachers)
         return model
 
