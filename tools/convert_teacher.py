@@ -12,12 +12,19 @@
     python tools/convert_teacher.py --family mmpretrain --config mae_vit-base.py \\
         mae_vit-base.pth mae_vitb.safetensors
 
-The input is loaded by the same teacher class training uses (strictly: every key
-checked), and the output holds that teacher's weights in its canonical key format
-(CLIP: open_clip ``visual.*``; ViT: timm/DINO keys; Swin: timm keys; mmpretrain:
-backbone keys without prefix). The metadata (family, teacher config, mean/std in
-0-255 scale, patch size, embed dim, has_cls, img size, source file) is written to
-``OUT.json`` and into the safetensors header, so either of
+    python tools/convert_teacher.py --family timm \
+        --model vit_base_patch16_siglip_224.v2_webli siglip2_b16.npz siglip2_b16.safetensors
+
+``--family`` is any family in the teachers' table (one per file of
+``mmfd/models/teachers/``); the flags below set the options of the same name where
+the family takes them, ``--teacher-kwargs`` any other. The input is loaded by the
+same teacher class training uses (strictly: every key checked), and the output
+holds that teacher's weights in its canonical key format (CLIP: open_clip
+``visual.*``; ViT: timm/DINO keys; Swin: timm keys; mmpretrain: backbone keys
+without prefix; timm: the timm model's own keys, whatever layout the input had).
+The metadata (family, teacher config, mean/std in 0-255 scale, patch size, embed
+dim, has_cls, img size, source file) is written to ``OUT.json`` and into the
+safetensors header, so either of
 
     teacher = dict(type='ConvertedTeacher', checkpoint='OUT.safetensors')
     teacher = dict(type='ViTTeacher', arch='dino_vitb16', checkpoint='OUT.safetensors')
@@ -26,6 +33,7 @@ rebuilds the same teacher. Unless --no-verify, the converted file is loaded back
 and must give bit-identical features on a random input.
 """
 import argparse
+import inspect
 import json
 import os
 import sys
@@ -33,7 +41,12 @@ import sys
 if __package__ in (None, ''):  # run as a script from a source checkout
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from mmfd.models.teachers.builder import FAMILIES as FAMILY_TYPES  # noqa: E402
+
+def families() -> dict:
+    """family name -> teacher class: the teachers' own table (a family file added to
+    mmfd/models/teachers/ appears here without an edit)."""
+    from mmfd.models.teachers import TEACHER_FAMILIES
+    return dict(TEACHER_FAMILIES)
 
 
 def parse_args(argv=None):
@@ -41,7 +54,7 @@ def parse_args(argv=None):
         description='Convert a teacher checkpoint to safetensors + JSON metadata.')
     parser.add_argument('input', help='checkpoint file (.pt/.pth/.bin/.safetensors)')
     parser.add_argument('output', help='output .safetensors path (OUT.json is written too)')
-    parser.add_argument('--family', required=True, choices=sorted(FAMILY_TYPES))
+    parser.add_argument('--family', required=True, choices=sorted(families()))
     parser.add_argument(
         '--arch',
         help='arch name, or a JSON dict of dimensions (clip: '
@@ -70,27 +83,36 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+# Command-line options that set the teacher option of the same name, when given.
+_TEACHER_OPTIONS = ('arch', 'config', 'model', 'img_size', 'window_size', 'out_stage')
+
+
 def teacher_config(args) -> dict:
-    cfg = dict(type=FAMILY_TYPES[args.family], checkpoint=args.input)
-    if args.arch:
-        cfg['arch'] = json.loads(args.arch) if args.arch.lstrip().startswith('{') else args.arch
-    if args.family == 'mmpretrain':
-        if not args.config:
-            raise SystemExit('--family mmpretrain needs --config <mmpretrain config file>')
-        cfg['config'] = args.config
-    if args.family == 'timm':
-        if not args.model:
-            raise SystemExit('--family timm needs --model <timm model name>')
-        cfg['model'] = args.model
-    if args.family == 'clip':
-        cfg.setdefault('arch', None)  # inferred from the weights
-        cfg['allow_torchscript'] = args.allow_torchscript
-        if args.quick_gelu != 'auto':
-            cfg['quick_gelu'] = args.quick_gelu == 'yes'
-    for key in ('img_size', 'window_size', 'out_stage'):
-        if getattr(args, key) is not None:
-            cfg[key] = getattr(args, key)
+    """The teacher config of the input file: the family's class, the options given
+    on the command line (an option the family does not take is an error), the
+    family's required options checked."""
+    cls = families()[args.family]
+    accepted = set(inspect.signature(cls.__init__).parameters)
+    cfg = dict(type=cls.__name__, checkpoint=args.input, **cls.convert_defaults)
+    given = {option: getattr(args, option) for option in _TEACHER_OPTIONS}
+    arch = given['arch'] or None
+    given['arch'] = json.loads(arch) if arch and arch.lstrip().startswith('{') else arch
+    if args.allow_torchscript:
+        given['allow_torchscript'] = True
+    if args.quick_gelu != 'auto':
+        given['quick_gelu'] = args.quick_gelu == 'yes'
+    for option, value in given.items():
+        if value is None:
+            continue
+        if option not in accepted:
+            raise SystemExit(f'--{option.replace("_", "-")} is not an option of {cls.__name__} '
+                             f'(--family {args.family}).')
+        cfg[option] = value
     cfg.update(json.loads(args.teacher_kwargs))
+    for option, what in cls.required_options.items():
+        if cfg.get(option) is None:
+            raise SystemExit(f'--family {args.family} needs --{option.replace("_", "-")} '
+                             f'<{what}>')
     return cfg
 
 

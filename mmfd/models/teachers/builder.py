@@ -10,24 +10,15 @@ teacher from it::
 """
 import copy
 import difflib
-import json
 import os
-from typing import Callable, Dict, Iterable, Optional, Tuple, Union
+from typing import Dict, Iterable, Optional, Tuple, Union
 
 import torch
 
-from mmfd.checkpoint import ENTRY_KEYS, read_safetensors_metadata
+from mmfd.checkpoint import ENTRY_KEYS
 from mmfd.registry import MODELS
 from mmfd.utils.errors import CheckpointError, ConfigError
-
-METADATA_KEY = 'mmfd_teacher'
-FAMILIES = {
-    'clip': 'CLIPTeacher',
-    'vit': 'ViTTeacher',
-    'swin': 'SwinTeacher',
-    'mmpretrain': 'MMPretrainTeacher',
-    'timm': 'TimmTeacher',
-}
+from .base import METADATA_KEY, converted_metadata, jsonable
 
 
 def lookup_arch(arch: str, table: Dict[str, dict], what: str) -> dict:
@@ -38,16 +29,6 @@ def lookup_arch(arch: str, table: Dict[str, dict], what: str) -> dict:
     hint = f' Did you mean {", ".join(repr(c) for c in close)}?' if close else ''
     raise ConfigError(f'Unknown {what} arch {arch!r}.{hint} Known: {", ".join(sorted(table))}; '
                       'or pass a dict with the dimensions.')
-
-
-def require_checkpoint(checkpoint, allow_random_init: bool, teacher: str) -> bool:
-    """True when a checkpoint must be loaded; refuses a silently random teacher."""
-    if checkpoint is not None:
-        return True
-    if not allow_random_init:
-        raise ConfigError(f'{teacher} needs checkpoint=<local file>: a teacher with random weights '
-                          'distils noise. Pass allow_random_init=True only for tests.')
-    return False
 
 
 def check_entry(entry: Optional[str], default: str) -> Tuple[str, bool]:
@@ -70,62 +51,10 @@ def check_input_size(images: torch.Tensor, img_size: Tuple[int, int], teacher: s
             'call) where the teacher supports it.')
 
 
-def converted_metadata(path) -> Optional[dict]:
-    """The mmfd metadata of a converted ``.safetensors`` teacher, else None."""
-    if not isinstance(path, (str, os.PathLike)) or not str(path).endswith('.safetensors') \
-            or not os.path.isfile(path):
-        return None
-    meta = read_safetensors_metadata(str(path))
-    if METADATA_KEY not in meta:
-        return None
-    return json.loads(meta[METADATA_KEY])
-
-
-def merge_converted_options(path,
-                            family: str,
-                            given: dict,
-                            must_match: Optional[Dict[str, Callable]] = None) -> dict:
-    """Checks a converted file against the options a teacher was given.
-
-    Options left as None are filled from the file's metadata. The file must be of
-    ``family``, and the options in ``must_match`` (those that change what the
-    weights compute without changing their shapes: ViT heads, QuickGELU) must agree
-    with it once mapped through ``must_match[key]`` (e.g. an arch name -> its
-    dimensions, so 'dino_vitb16' matches 'vit_base_patch16').
-    """
-    must_match = dict(must_match or {})
-    meta = converted_metadata(path)
-    if meta is None:
-        return given
-    if meta.get('family') != family:
-        raise CheckpointError(
-            f'{path} is a converted {meta.get("family")} teacher, not {family}: use '
-            f'{FAMILIES.get(meta.get("family"), "ConvertedTeacher")} or '
-            f"dict(type='ConvertedTeacher', checkpoint=...).")
-    stored = meta.get('teacher', {})
-    merged = dict(given)
-    for key, value in given.items():
-        if key not in stored:
-            continue
-        if value is None:
-            merged[key] = stored[key]
-        elif key in must_match and _jsonable(must_match[key](value)) != _jsonable(must_match[key](
-                stored[key])):
-            raise ConfigError(
-                f'{path} was converted with {key}={stored[key]!r} but the teacher config '
-                f'says {key}={value!r}. Drop the option (it is read from the file) or use '
-                'the original checkpoint.')
-    return merged
-
-
-def _jsonable(value):
-    return json.loads(json.dumps(value, default=str))
-
-
 def teacher_metadata(teacher, source: str = '') -> dict:
     """What ``tools/convert_teacher.py`` writes next to the weights."""
     config = dict(type=type(teacher).__name__, **teacher.export_kwargs())
-    return _jsonable(
+    return jsonable(
         dict(
             format='mmfd-teacher',
             version=1,

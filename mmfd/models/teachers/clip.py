@@ -16,14 +16,15 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 from mmengine.logging import print_log
 
-from mmfd.checkpoint import (is_torchscript_archive, load_checkpoint_file, load_state_dict_strict,
-                             unwrap_state_dict)
-from mmfd.checkpoint.teacher_formats import check_family
+from mmfd.checkpoint import is_torchscript_archive, load_checkpoint_file, unwrap_state_dict
 from mmfd.registry import MODELS
 from mmfd.utils.errors import CheckpointError, ConfigError
-from .base import CLIP_MEAN, CLIP_STD, BaseTeacher
-from .builder import check_input_size, merge_converted_options, require_checkpoint
+from .base import CLIP_MEAN, CLIP_STD, BaseTeacher, check_family
+from .builder import check_input_size
 from .resampling import POS_EMBED_RESIZE, resample_position_table, resize_options
+
+# OpenAI's TorchScript CLIP keeps these as tensors next to the weights.
+OPENAI_CLIP_EXTRAS = ('input_resolution', 'context_length', 'vocab_size')
 
 
 def _open_clip_config(arch: Union[str, dict]) -> dict:
@@ -101,11 +102,26 @@ class CLIPTeacher(BaseTeacher):
             FD release's plain bicubic; timm's default antialiases).
         mean, std (sequence, optional): CLIP's statistics (0-255) by default.
         allow_random_init (bool): build without a checkpoint (tests only).
+        backend_args (dict, optional): ``mmengine.fileio`` backend arguments for
+            reading ``checkpoint`` (see :class:`BaseTeacher`). A file read through
+            a remote backend counts as an OpenAI TorchScript archive (for
+            ``quick_gelu=None``) when it carries OpenAI's ``input_resolution`` /
+            ``context_length`` / ``vocab_size`` entries.
 
     Output: ``[B, 1 + h*w, width]``: CLS and patch tokens after ``ln_post``
     (LayerNorm eps 1e-5), before the ``proj`` projection.
     """
     family = 'clip'
+    default_mean = CLIP_MEAN
+    default_std = CLIP_STD
+    # A converted file brings its QuickGELU choice: an OpenAI file stays right under
+    # arch='ViT-B-16'. Its arch is not compared: shapes are checked at load.
+    file_options = dict(quick_gelu=bool)
+    # The converter infers the tower from the weights unless --arch is given.
+    convert_defaults = dict(arch=None)
+    network = 'visual'
+    select_prefix = 'visual.'
+    key_format_order = 0
 
     def __init__(self,
                  arch: Union[str, dict, None] = 'ViT-B-16',
@@ -118,44 +134,63 @@ class CLIPTeacher(BaseTeacher):
                  std: Optional[Sequence[float]] = None,
                  allow_random_init: bool = False,
                  pos_embed_resize: Optional[dict] = None,
+                 backend_args: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
-        super().__init__(init_cfg=init_cfg)
+        super().__init__(
+            checkpoint,
+            img_size=img_size,
+            mean=mean,
+            std=std,
+            allow_random_init=allow_random_init,
+            backend_args=backend_args,
+            init_cfg=init_cfg,
+            arch=arch,
+            allow_torchscript=allow_torchscript,
+            quick_gelu=quick_gelu,
+            dynamic_img_size=dynamic_img_size,
+            pos_embed_resize=pos_embed_resize)
+
+    @staticmethod
+    def looks_like(keys) -> bool:
+        """OpenAI / open_clip keys: ``class_embedding``, ``visual.conv1``, ``resblocks``."""
+        return any(
+            k.endswith('class_embedding') or 'visual.conv1.weight' in k
+            or k.startswith('visual.transformer.resblocks') for k in keys)
+
+    def read_checkpoint(self, checkpoint):
+        raw = load_checkpoint_file(
+            checkpoint, allow_torchscript=self.allow_torchscript, backend_args=self.backend_args)
+        if isinstance(checkpoint, (str, os.PathLike)) and os.path.isfile(checkpoint):
+            self.torchscript = is_torchscript_archive(os.fspath(checkpoint))
+        else:  # fetched through a backend: OpenAI's archives carry these entries
+            self.torchscript = all(k in raw for k in OPENAI_CLIP_EXTRAS)
+        state_dict = unwrap_state_dict(raw, source=checkpoint, select_prefix=self.select_prefix)
+        check_family(state_dict, self.family, checkpoint)
+        return state_dict
+
+    def build(self, arch, allow_torchscript, quick_gelu, img_size, dynamic_img_size,
+              pos_embed_resize) -> None:
         self.pos_embed_resize = resize_options(pos_embed_resize, POS_EMBED_RESIZE,
                                                'pos_embed_resize')
+        self.allow_torchscript = allow_torchscript
         from open_clip.model import CLIPVisionCfg, _build_vision_tower
 
-        # A converted file brings its QuickGELU choice: an OpenAI file stays right
-        # under arch='ViT-B-16'. Its arch is not compared: shapes are checked at load.
-        options = merge_converted_options(
-            checkpoint,
-            self.family,
-            dict(quick_gelu=quick_gelu, img_size=img_size, mean=mean, std=std),
-            must_match=dict(quick_gelu=bool))
-        quick_gelu, img_size, mean, std = (
-            options[k] for k in ('quick_gelu', 'img_size', 'mean', 'std'))
-        load = require_checkpoint(checkpoint, allow_random_init, type(self).__name__)
-
         state_dict, torchscript = None, False
-        if load:
-            torchscript = isinstance(checkpoint, (str, os.PathLike)) and \
-                is_torchscript_archive(os.fspath(checkpoint))
-            state_dict = unwrap_state_dict(
-                load_checkpoint_file(checkpoint, allow_torchscript=allow_torchscript),
-                source=checkpoint,
-                select_prefix='visual.')
-            check_family(state_dict, self.family, checkpoint)
+        if self.loading:
+            state_dict = self.checkpoint_state()
+            torchscript = self.torchscript
         if arch is None and state_dict is None:
             raise ConfigError('CLIPTeacher(arch=None) infers the tower from a checkpoint: '
                               'pass one, or an arch name.')
         config = (
             _open_clip_config(arch) if arch is not None else infer_vision_config(
-                state_dict, checkpoint))
+                state_dict, self._checkpoint))
 
         if quick_gelu is None:
             quick_gelu = bool(config.get('quick_gelu', False)) or torchscript
         elif torchscript and not quick_gelu:
             print_log(
-                f'{checkpoint} is an OpenAI TorchScript archive, whose weights were '
+                f'{self._checkpoint} is an OpenAI TorchScript archive, whose weights were '
                 'trained with QuickGELU, but quick_gelu=False.',
                 logger='current',
                 level=logging.WARNING)
@@ -173,20 +208,18 @@ class CLIPTeacher(BaseTeacher):
         self.arch = arch if arch is not None else config
         self.quick_gelu = bool(quick_gelu)
         self.dynamic_img_size = dynamic_img_size
+        self.resample_at_load = img_size is not None
         self.visual = _build_vision_tower(
             config.get('embed_dim', 512), vision_cfg, quick_gelu=self.quick_gelu)
         self.patch_size = _square(self.visual.patch_size, 'patch size')
         self.img_size = _square(self.visual.image_size, 'image size')
         self.embed_dim = self.visual.conv1.out_channels
         self.has_cls = True
-        self.mean = tuple(mean) if mean is not None else CLIP_MEAN
-        self.std = tuple(std) if std is not None else CLIP_STD
 
-        if load:
-            if img_size is not None:
-                self._fit_pos_embed(state_dict, checkpoint)
-            load_state_dict_strict(self.visual, state_dict, checkpoint)
-        self.freeze()
+    def load_state(self, state_dict: dict, source: str) -> None:
+        if self.resample_at_load:
+            self._fit_pos_embed(state_dict, source)
+        super().load_state(state_dict, source)
 
     def _fit_pos_embed(self, state_dict: dict, source: str) -> None:
         pos = state_dict.get('positional_embedding')

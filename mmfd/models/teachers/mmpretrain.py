@@ -9,16 +9,14 @@ flattened row-major to ``[B, H*W, C]``, without CLS.
 """
 import copy
 import inspect
+import re
 from typing import Optional, Sequence, Union
 
 import torch
 
-from mmfd.checkpoint import load_checkpoint_file, load_state_dict_strict, unwrap_state_dict
-from mmfd.checkpoint.teacher_formats import TEACHER_OF_FAMILY, guess_family
 from mmfd.registry import MODELS
 from mmfd.utils.errors import CheckpointError, ConfigError
-from .base import IMAGENET_MEAN, IMAGENET_STD, BaseTeacher
-from .builder import merge_converted_options, require_checkpoint
+from .base import BaseTeacher, guess_family, teacher_class_name
 
 
 def _to_dict(cfg):
@@ -66,12 +64,22 @@ class MMPretrainTeacher(BaseTeacher):
         mean, std (sequence, optional): default the config's ``data_preprocessor``
             mean/std, else ImageNet's (0-255 scale).
         allow_random_init (bool): build without a checkpoint (tests only).
+        backend_args (dict, optional): ``mmengine.fileio`` backend arguments for
+            reading ``checkpoint`` (see :class:`BaseTeacher`).
 
     ``patch_size`` (token stride) and ``embed_dim`` are measured by one forward
     pass at ``img_size`` when the teacher is built. mmpretrain's own load hooks
     (position embedding / relative table resizing) apply as in mmpretrain.
     """
     family = 'mmpretrain'
+    file_options = dict(config=None)
+    required_options = dict(config='mmpretrain config file or backbone dict')
+    network = 'backbone'
+    select_prefix = 'backbone.'
+    # Any backbone may sit in an mmpretrain file: a foreign-looking file is tried, and
+    # only a failed load says which teacher it looks like.
+    refuse_other_families = False
+    key_format_order = 30
 
     def __init__(self,
                  config: Union[str, dict, None] = None,
@@ -81,16 +89,29 @@ class MMPretrainTeacher(BaseTeacher):
                  mean: Optional[Sequence[float]] = None,
                  std: Optional[Sequence[float]] = None,
                  allow_random_init: bool = False,
+                 backend_args: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
-        super().__init__(init_cfg=init_cfg)
-        options = merge_converted_options(
-            checkpoint, self.family, dict(config=config, img_size=img_size, mean=mean, std=std))
-        config, img_size, mean, std = (options[k] for k in ('config', 'img_size', 'mean', 'std'))
-        if config is None:
-            raise ConfigError('MMPretrainTeacher needs config=<mmpretrain config file or '
-                              'backbone dict>.')
-        load = require_checkpoint(checkpoint, allow_random_init, type(self).__name__)
+        super().__init__(
+            checkpoint,
+            img_size=img_size,
+            mean=mean,
+            std=std,
+            allow_random_init=allow_random_init,
+            backend_args=backend_args,
+            init_cfg=init_cfg,
+            config=config,
+            backbone_overrides=backbone_overrides)
+        self._probe()  # after the freeze: in eval mode, with the loaded weights
 
+    @staticmethod
+    def looks_like(keys) -> bool:
+        """mmpretrain backbone keys: ``layers.N.`` / ``stages.N.`` with mmcv's
+        ``patch_embed.projection`` or Swin's ``w_msa``."""
+        return any(re.match(r'(.*\.)?(layers|stages)\.\d+\.', k)
+                   for k in keys) and any('patch_embed.projection.weight' in k or '.w_msa.' in k
+                                          for k in keys)
+
+    def build(self, config, backbone_overrides, img_size) -> None:
         backbone_cfg, preprocessor = resolve_backbone_config(config)
         backbone_cfg.pop('init_cfg', None)  # weights come from `checkpoint` only
         backbone_cls = MODELS.get(backbone_cfg['type'])
@@ -104,29 +125,19 @@ class MMPretrainTeacher(BaseTeacher):
         self._forward_kwargs = ({
             'mask': None
         } if 'mask' in inspect.signature(self.backbone.forward).parameters else {})
-
-        if mean is None and preprocessor and 'mean' in preprocessor:
-            mean, std = preprocessor['mean'], preprocessor['std']
-        self.mean = tuple(mean) if mean is not None else IMAGENET_MEAN
-        self.std = tuple(std) if std is not None else IMAGENET_STD
+        if preprocessor and 'mean' in preprocessor:
+            # the statistics the classifier was trained with
+            self.default_mean, self.default_std = preprocessor['mean'], preprocessor['std']
         self.img_size = int(img_size or _first_int(backbone_cfg.get('img_size')) or 224)
 
-        if load:
-            self.load_checkpoint(checkpoint)
-        self.freeze()
-        self._probe()
-
-    def load_checkpoint(self, checkpoint: str) -> None:
-        state_dict = unwrap_state_dict(
-            load_checkpoint_file(checkpoint), source=checkpoint, select_prefix='backbone.')
+    def load_state(self, state_dict: dict, source: str) -> None:
         try:
-            load_state_dict_strict(self.backbone, state_dict, checkpoint)
+            super().load_state(state_dict, source)
         except CheckpointError as err:
             family = guess_family(state_dict)
-            if family in ('clip', 'vit', 'swin'):
-                raise CheckpointError(
-                    f'{err}\n{checkpoint} looks like a {family} checkpoint, not an '
-                    f'mmpretrain one: use {TEACHER_OF_FAMILY[family]}.') from err
+            if family not in (None, self.family):
+                raise CheckpointError(f'{err}\n{source} looks like a {family} checkpoint, not an '
+                                      f'mmpretrain one: use {teacher_class_name(family)}.') from err
             raise
 
     def _probe(self) -> None:
@@ -161,9 +172,6 @@ class MMPretrainTeacher(BaseTeacher):
             img_size=self.img_size,
             mean=list(self.mean),
             std=list(self.std))
-
-    def export_state_dict(self) -> dict:
-        return self.backbone.state_dict()
 
     def final_norm_module(self):
         bb = self.backbone

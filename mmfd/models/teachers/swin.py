@@ -2,21 +2,19 @@
 
 Official Swin and EsViT files put patch merging at the END of stage N
 (``layers.N.downsample.*``); timm puts it at the START of stage N+1. The file is
-renamed by :func:`mmfd.checkpoint.teacher_formats.swin_official_to_timm` (timm's own
-renaming, minus its silent table resizing), so a wrong window size is a shape error.
-Files already in timm's layout (e.g. converted teachers) load unchanged.
+renamed by :func:`swin_official_to_timm` (timm's own renaming, minus its silent
+table resizing), so a wrong window size is a shape error. Files already in timm's
+layout (e.g. converted teachers) load unchanged.
 """
-from typing import Optional, Sequence, Union
+import re
+from typing import Dict, Optional, Sequence, Union
 
 import torch
 
-from mmfd.checkpoint import load_checkpoint_file, load_state_dict_strict, unwrap_state_dict
-from mmfd.checkpoint.teacher_formats import check_family, swin_official_to_timm
 from mmfd.registry import MODELS
 from mmfd.utils.errors import ConfigError
-from .base import IMAGENET_MEAN, IMAGENET_STD, BaseTeacher
-from .builder import (check_entry, check_input_size, lookup_arch, merge_converted_options,
-                      require_checkpoint, unused_keys)
+from .base import BaseTeacher
+from .builder import check_entry, check_input_size, lookup_arch, unused_keys
 
 _SWIN_B = dict(embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32))
 _SWIN_T = dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24))
@@ -79,12 +77,18 @@ class SwinTeacher(BaseTeacher):
             teacher. When set explicitly, a file without that entry is an error.
             The loaded entry is logged.
         allow_random_init (bool): build without a checkpoint (tests only).
+        backend_args (dict, optional): ``mmengine.fileio`` backend arguments for
+            reading ``checkpoint`` (see :class:`BaseTeacher`).
 
     Output: ``[B, h*w, C]`` tokens, row-major over the grid, no CLS token.
     """
     family = 'swin'
     default_entry = 'student'
     default_arch = 'swin_base'
+    file_options = dict(arch=_arch_dims, window_size=None)
+    select_prefix = 'backbone.'
+    ignored_keys = SWIN_UNUSED_KEYS
+    key_format_order = 10  # before ViT: Swin blocks also have blocks.N.attn.qkv keys
 
     def __init__(self,
                  arch: Union[str, dict, None] = None,
@@ -96,20 +100,32 @@ class SwinTeacher(BaseTeacher):
                  std: Optional[Sequence[float]] = None,
                  allow_random_init: bool = False,
                  entry: Optional[str] = None,
+                 backend_args: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
-        super().__init__(init_cfg=init_cfg)
+        super().__init__(
+            checkpoint,
+            img_size=img_size,
+            mean=mean,
+            std=std,
+            allow_random_init=allow_random_init,
+            backend_args=backend_args,
+            init_cfg=init_cfg,
+            arch=arch,
+            window_size=window_size,
+            out_stage=out_stage,
+            entry=entry)
+
+    @staticmethod
+    def looks_like(keys) -> bool:
+        """Swin keys (official or timm): a relative position table in ``layers.N.blocks.M``."""
+        return any(
+            re.match(r'(.*\.)?layers\.\d+\.blocks\.\d+\.attn\.relative_position_bias_table$', k)
+            for k in keys)
+
+    def build(self, arch, window_size, img_size, out_stage, entry) -> None:
         self.entry, self.strict_entry = check_entry(entry, self.default_entry)
         from timm.models.swin_transformer import SwinTransformer
-        options = merge_converted_options(
-            checkpoint,
-            self.family,
-            dict(arch=arch, window_size=window_size, img_size=img_size, mean=mean, std=std),
-            must_match=dict(arch=_arch_dims))
-        arch, window_size, img_size, mean, std = (
-            options[k] for k in ('arch', 'window_size', 'img_size', 'mean', 'std'))
         arch = arch if arch is not None else self.default_arch
-        load = require_checkpoint(checkpoint, allow_random_init, type(self).__name__)
-
         dims = _arch_dims(arch)
         if window_size is not None:
             dims['window_size'] = int(window_size)
@@ -125,8 +141,6 @@ class SwinTeacher(BaseTeacher):
         self.patch_size = int(dims.get('patch_size', 4)) * 2**(out_stage - 1)
         self.embed_dim = int(dims['embed_dim']) * 2**(out_stage - 1)
         self.has_cls = False
-        self.mean = tuple(mean) if mean is not None else IMAGENET_MEAN
-        self.std = tuple(std) if std is not None else IMAGENET_STD
         if self.img_size % (int(dims.get('patch_size', 4)) * 2**(num_stages - 1)):
             raise ConfigError(f'img_size {self.img_size} must be a multiple of the '
                               f'network stride.')
@@ -135,25 +149,14 @@ class SwinTeacher(BaseTeacher):
             img_size=self.img_size,
             num_classes=0,
             drop_path_rate=0.,
-            weight_init='skip' if load else '',
+            weight_init='skip' if self.loading else '',
             **{
                 k: tuple(v) if isinstance(v, list) else v
                 for k, v in dims.items()
             })
-        if load:
-            self.load_checkpoint(checkpoint)
-        self.freeze()
 
-    def load_checkpoint(self, checkpoint: str) -> None:
-        state_dict = unwrap_state_dict(
-            load_checkpoint_file(checkpoint),
-            source=checkpoint,
-            select_prefix='backbone.',
-            entry=self.entry,
-            strict_entry=self.strict_entry)
-        check_family(state_dict, self.family, checkpoint)
-        state_dict = swin_official_to_timm(state_dict)
-        load_state_dict_strict(self.model, state_dict, checkpoint, ignore=SWIN_UNUSED_KEYS)
+    def load_state(self, state_dict: dict, source: str) -> None:
+        super().load_state(swin_official_to_timm(state_dict), source)
 
     def export_kwargs(self) -> dict:
         return dict(
@@ -163,9 +166,6 @@ class SwinTeacher(BaseTeacher):
             out_stage=self.out_stage,
             mean=list(self.mean),
             std=list(self.std))
-
-    def export_state_dict(self) -> dict:
-        return self.model.state_dict()
 
     def final_norm_module(self):
         # Stage 3 has no norm of its own (see out_stage).
@@ -185,3 +185,44 @@ class SwinTeacher(BaseTeacher):
 class EsViTTeacher(SwinTeacher):
     """:class:`SwinTeacher` with EsViT's default arch (Swin-B, window 14)."""
     default_arch = 'esvit_swin_base'
+
+
+# ------------------------------------------------------------------ key formats
+def is_official_swin_layout(state_dict: Dict) -> bool:
+    """Official Swin/EsViT files have a merging layer in stage 0, timm's never do."""
+    return 'layers.0.downsample.reduction.weight' in state_dict
+
+
+def swin_official_to_timm(state_dict: Dict) -> Dict:
+    """Official Swin / EsViT keys -> timm ``SwinTransformer`` keys.
+
+    ``layers.N.downsample.*`` (end of stage N) becomes ``layers.N+1.downsample.*``
+    (start of stage N+1); the classifier ``head.*`` becomes ``head.fc.*``; the
+    ``relative_position_index`` and ``attn_mask`` buffers, which timm rebuilds, are
+    dropped. A dict already in timm's layout passes through (buffers dropped).
+    Same renaming as ``timm.models.swin_transformer.checkpoint_filter_fn`` but with
+    no silent resizing, so that a wrong window size or patch size is a shape error
+    instead of an interpolated table.
+    """
+    official = is_official_swin_layout(state_dict)
+    out = {}
+    for key, value in state_dict.items():
+        if key.endswith(('relative_position_index', 'attn_mask')):
+            continue
+        if official:
+            key = re.sub(r'^layers\.(\d+)\.downsample',
+                         lambda m: f'layers.{int(m.group(1)) + 1}.downsample', key)
+            key = re.sub(r'^head\.', 'head.fc.', key)
+        out[key] = value
+    return out
+
+
+def swin_timm_to_official(state_dict: Dict) -> Dict:
+    """Inverse of :func:`swin_official_to_timm` (without the dropped buffers)."""
+    out = {}
+    for key, value in state_dict.items():
+        key = re.sub(r'^layers\.(\d+)\.downsample',
+                     lambda m: f'layers.{int(m.group(1)) - 1}.downsample', key)
+        key = re.sub(r'^head\.fc\.', 'head.', key)
+        out[key] = value
+    return out

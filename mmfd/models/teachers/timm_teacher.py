@@ -6,8 +6,14 @@ with the checkpoint handed over as an in-memory state dict: mmfd reads the file
 (``weights_only`` / safetensors, local or through ``mmengine.fileio``), and timm
 applies the model's own ``checkpoint_filter_fn`` (which converts the official
 DINOv2 / DINOv3 / EVA / AIMv2 / PE / RADIO layouts to timm's) and loads strictly.
-Nothing is fetched from a hub. Big-vision ``.npz`` files (SigLIP) are read by timm's
-own npz loader (numpy, no pickle).
+Nothing is fetched from a hub. big_vision ``.npz`` files (SigLIP / SigLIP 2) are
+read by timm's own reader, ``VisionTransformer.load_pretrained`` (numpy with
+``allow_pickle=False``), dispatched the way timm's factory dispatches
+``pretrained_cfg_overlay=dict(file=X.npz, custom_load=True)``. That reader copies
+the arrays it knows and ignores the rest of the file, so mmfd checks around it:
+every parameter must have been written, and the file's encoder depth, class token
+and MAP head must match the model (a deeper file would otherwise load its first
+blocks silently).
 
 What the teacher returns (``forward_tokens``): the last block's tokens after the
 model's final ``norm`` (``norm=True`` of timm's ``forward_intermediates``), as
@@ -26,18 +32,20 @@ Input statistics are the model's own pretrained config (SigLIP and PE: 0.5 / 0.5
 EVA-02-CLIP, AIMv2, RADIO: OpenAI CLIP's; DINO: ImageNet's), never a default.
 """
 import difflib
+import io
 import logging
 import os
-from typing import Optional, Sequence
+import re
+from typing import NamedTuple, Optional, Sequence, Union
 
 import torch
 from mmengine.logging import print_log
 
-from mmfd.checkpoint import load_checkpoint_file, unwrap_state_dict
+from mmfd.checkpoint.io import _check_local, _check_name, _fetch, _file_backend, _is_local
 from mmfd.registry import MODELS
 from mmfd.utils.errors import CheckpointError, ConfigError
 from .base import BaseTeacher
-from .builder import check_input_size, merge_converted_options, require_checkpoint
+from .builder import check_input_size
 
 CLS_TARGETS = ('auto', 'token', 'pooled', 'none')
 
@@ -72,8 +80,9 @@ class TimmTeacher(BaseTeacher):
             ``'eva02_large_patch14_clip_224'``, ``'vit_pe_core_large_patch14_336'``...).
             The tag selects the pretrained config (statistics, input size).
         checkpoint (str): the weights: ``.safetensors`` / ``.pth`` / ``.bin`` in the
-            official or the timm layout (timm's filter converts), or a big-vision
-            ``.npz`` for the families timm reads them for.
+            official or the timm layout (timm's filter converts), or a big_vision
+            ``.npz`` (SigLIP / SigLIP 2, AugReg ViTs: timm's ``VisionTransformer``
+            models, the ones timm has an ``.npz`` reader for).
         img_size (int, optional): input size; default the pretrained config's
             (518 for DINOv2, 256 for DINOv3...). Absolute position tables are resampled
             by timm's filter at load; RoPE teachers need nothing.
@@ -87,8 +96,16 @@ class TimmTeacher(BaseTeacher):
         model_kwargs (dict, optional): more ``timm.create_model`` arguments (tests
             shrink ``depth`` / ``embed_dim`` with it).
         allow_random_init (bool): build without a checkpoint (tests only).
+        backend_args (dict, optional): ``mmengine.fileio`` backend arguments for
+            reading ``checkpoint`` (see :class:`BaseTeacher`); an ``.npz`` fetched
+            from a remote backend is handed to timm's reader in memory.
     """
     family = 'timm'
+    file_options = dict(model=_timm_name, model_kwargs=None)
+    required_options = dict(model='timm model name')
+    # timm's filters convert many official layouts (DINOv2's looks like a 'vit' file):
+    # the factory's strict load, not a key-format guess, decides what fits.
+    refuse_other_families = False
 
     def __init__(self,
                  model: str,
@@ -100,24 +117,31 @@ class TimmTeacher(BaseTeacher):
                  std: Optional[Sequence[float]] = None,
                  model_kwargs: Optional[dict] = None,
                  allow_random_init: bool = False,
+                 backend_args: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
-        super().__init__(init_cfg=init_cfg)
         if cls_target not in CLS_TARGETS:
             raise ConfigError(f'TimmTeacher: cls_target={cls_target!r} is not one of '
                               f'{CLS_TARGETS}.')
-        options = merge_converted_options(
+        super().__init__(
             checkpoint,
-            self.family,
-            dict(model=model, img_size=img_size, mean=mean, std=std, model_kwargs=model_kwargs),
-            must_match=dict(model=_timm_name))
-        model, img_size, mean, std, model_kwargs = (
-            options[k] for k in ('model', 'img_size', 'mean', 'std', 'model_kwargs'))
+            img_size=img_size,
+            mean=mean,
+            std=std,
+            allow_random_init=allow_random_init,
+            backend_args=backend_args,
+            init_cfg=init_cfg,
+            model=model,
+            dynamic_img_size=dynamic_img_size,
+            cls_target=cls_target,
+            model_kwargs=model_kwargs)
+
+    # ------------------------------------------------------------------ build
+    def build(self, model, img_size, dynamic_img_size, cls_target, model_kwargs) -> None:
         _timm_name(model)
-        load = require_checkpoint(checkpoint, allow_random_init, type(self).__name__)
         self.model_name = model
         self.model_kwargs = dict(model_kwargs or {})
         self.dynamic_img_size = dynamic_img_size
-        self.model = self._create(model, checkpoint if load else None, img_size)
+        self.model = self._create(model, img_size)
 
         net = self.model
         if not hasattr(net, 'forward_intermediates') or not hasattr(net, 'patch_embed'):
@@ -135,55 +159,44 @@ class TimmTeacher(BaseTeacher):
         self.num_prefix_tokens = int(getattr(net, 'num_prefix_tokens', int(has_token)))
         self.after_final_norm = True
         config = net.pretrained_cfg
-        self.mean = tuple(mean) if mean is not None else tuple(255 * m for m in config['mean'])
-        self.std = tuple(std) if std is not None else tuple(255 * s for s in config['std'])
+        # statistics of the weights: the model's own pretrained config, never a default
+        self.default_mean = tuple(255 * m for m in config['mean'])
+        self.default_std = tuple(255 * s for s in config['std'])
         self.license = config.get('license')
-        self.freeze()
 
-    # ------------------------------------------------------------------ build
-    def _create(self, model: str, checkpoint, img_size):
+    def read_checkpoint(self, checkpoint):
+        if _is_npz(checkpoint):
+            return _npz_file(checkpoint, self.backend_args)
+        return super().read_checkpoint(checkpoint)
+
+    def load_state(self, state_dict, source: str) -> None:
+        pass  # timm's factory loaded the weights in build(), through the model's filter
+
+    def _create(self, model: str, img_size):
         import timm
         kwargs = dict(self.model_kwargs, num_classes=0)
         if img_size is not None:
             kwargs['img_size'] = int(img_size)
         if self.dynamic_img_size:
             kwargs['dynamic_img_size'] = True
-        if checkpoint is None:
+        if not self.loading:
             return timm.create_model(model, pretrained=False, **kwargs)
-        path = os.fspath(checkpoint)
-        if path.endswith('.npz'):
-            # timm's own big-vision reader (numpy arrays, nothing executed).
-            overlay = dict(source='', hf_hub_id=None, url=None, file=path, custom_load=True)
-        else:
-            state_dict = unwrap_state_dict(load_checkpoint_file(path), source=path)
-            overlay = dict(source='', hf_hub_id=None, url=None, file=None, state_dict=state_dict)
+        state = self.checkpoint_state()
+        if isinstance(state, NpzFile):
+            return _create_from_npz(model, kwargs, state)
+        path = os.fspath(self._checkpoint)
+        overlay = dict(source='', hf_hub_id=None, url=None, file=None, state_dict=state)
         # timm's filter may pop it: the file's table size is taken before the build.
-        file_rows = _position_rows(overlay.get('state_dict') or {})
+        file_rows = _position_rows(state)
         try:
             net = timm.create_model(
                 model, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
         except (RuntimeError, KeyError, ValueError) as err:
             raise CheckpointError(
                 f'{path} does not load into timm\'s {model}: {err}'.strip()) from err
-        self._log_position_resize(net, file_rows, path)
+        _log_position_resize(net, file_rows, path, "timm's checkpoint filter",
+                             'bicubic with antialiasing')
         return net
-
-    @staticmethod
-    def _log_position_resize(net, file_rows, path: str) -> None:
-        """No silent resizing: says when timm's filter resampled the file's absolute
-        position table to another grid (a difference of up to the prefix tokens is
-        only the CLS/register rows some layouts keep in the table)."""
-        pos = getattr(net, 'pos_embed', None)
-        if file_rows is None or pos is None:
-            return
-        rows = pos.shape[-2]
-        if abs(file_rows - rows) > int(getattr(net, 'num_prefix_tokens', 1)):
-            print_log(
-                f'TimmTeacher: the position table of {path} ({file_rows} positions) was '
-                f'resampled to {rows} by timm\'s checkpoint filter for '
-                f'{net.patch_embed.img_size[0]} px inputs (timm: bicubic with antialiasing).',
-                logger='current',
-                level=logging.INFO)
 
     def adapt_img_size(self, img_size: int) -> bool:
         if self.dynamic_img_size or int(img_size) == self.img_size:
@@ -239,3 +252,135 @@ class TimmTeacher(BaseTeacher):
 
     def export_state_dict(self) -> dict:
         return self.model.state_dict()
+
+
+# ------------------------------------------------------------------ file formats
+def _log_position_resize(net, file_rows, path: str, by: str, how: str) -> None:
+    """No silent resizing: says when timm resampled the file's absolute position
+    table to another grid (a difference of up to the prefix tokens is only the
+    CLS/register rows some layouts keep in the table)."""
+    pos = getattr(net, 'pos_embed', None)
+    if file_rows is None or pos is None:
+        return
+    rows = pos.shape[-2]
+    if abs(file_rows - rows) > int(getattr(net, 'num_prefix_tokens', 1)):
+        print_log(
+            f'TimmTeacher: the position table of {path} ({file_rows} positions) was '
+            f'resampled to {rows} by {by} for {net.patch_embed.img_size[0]} px inputs '
+            f'(timm: {how}).',
+            logger='current',
+            level=logging.INFO)
+
+
+class NpzFile(NamedTuple):
+    """A big_vision ``.npz`` checkpoint: what numpy opens (a local path, or the bytes
+    fetched through mmengine.fileio) and the name errors give."""
+    source: Union[str, io.BytesIO]
+    name: str
+
+
+def _is_npz(checkpoint) -> bool:
+    return isinstance(checkpoint, (str, os.PathLike)) and \
+        os.fspath(checkpoint).split('?', 1)[0].endswith('.npz')
+
+
+def _npz_file(checkpoint, backend_args) -> NpzFile:
+    path = _check_name(checkpoint)
+    backend = _file_backend(path, backend_args)
+    return NpzFile(_check_local(path) if _is_local(backend) else _fetch(backend, path), path)
+
+
+# Where big_vision / AugReg files keep the image tower, as timm's reader looks for it
+# (vision_transformer._load_weights): the first of these whose embedding exists.
+_NPZ_PREFIXES = ('', 'opt/target/', 'params/', 'params/img/')
+
+
+def _npz_layout(arrays, name: str) -> dict:
+    """The tower's prefix, encoder depth, position rows, class token and MAP head in
+    a big_vision file (the per-block ``encoderblock_N`` and the scanned, stacked
+    ``encoderblock`` layouts)."""
+    prefix = next((p for p in _NPZ_PREFIXES if f'{p}embedding/kernel' in arrays.files), None)
+    if prefix is None:
+        raise CheckpointError(f'{name} is not a big_vision ViT .npz (no embedding/kernel under '
+                              f'any of {list(_NPZ_PREFIXES)}); keys look like: '
+                              f'{", ".join(sorted(arrays.files)[:5])}.')
+    scanned = f'{prefix}Transformer/encoderblock/LayerNorm_0/scale'
+    if scanned in arrays.files:
+        depth = int(arrays[scanned].shape[0])
+    else:
+        block = re.compile(re.escape(prefix) + r'Transformer/encoderblock_(\d+)/')
+        depth = len({m.group(1) for m in map(block.match, arrays.files) if m})
+    pos = next(
+        (arrays[k]
+         for k in (f'{prefix}pos_embedding', f'{prefix}Transformer/posembed_input/pos_embedding')
+         if k in arrays.files), None)
+    return dict(
+        prefix=prefix,
+        depth=depth,
+        rows=None if pos is None else int(pos.shape[-2]),
+        cls=f'{prefix}cls' in arrays.files,
+        map_head=f'{prefix}MAPHead_0/probe' in arrays.files)
+
+
+def _create_from_npz(model: str, kwargs: dict, npz: NpzFile):
+    """timm's model, loaded by timm's own big_vision reader, with what that reader
+    does not check checked here."""
+    import numpy as np
+    import timm
+    from timm.models import load_pretrained
+    net = timm.create_model(model, pretrained=False, **kwargs)
+    if not hasattr(net, 'load_pretrained'):
+        raise CheckpointError(
+            f'{npz.name}: timm reads big_vision .npz files only into its VisionTransformer '
+            f'models (SigLIP, AugReg ViTs); {model} is a {type(net).__name__}. Give its '
+            'weights as a .safetensors / .pth state dict.')
+    try:
+        with np.load(npz.source, allow_pickle=False) as arrays:
+            layout = _npz_layout(arrays, npz.name)
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f'Cannot read {npz.name} as a numpy .npz archive (corrupt, '
+                              f'or not an .npz?): {err}') from err
+    finally:
+        if hasattr(npz.source, 'seek'):
+            npz.source.seek(0)
+    depth = len(net.blocks)
+    problems = []
+    if layout['depth'] != depth:
+        problems.append(f'{layout["depth"]} encoder blocks in the file, {depth} in the model '
+                        '(timm\'s reader would load the first ones only)')
+    if layout['cls'] and getattr(net, 'cls_token', None) is None:
+        problems.append('the file has a class token (cls), the model has none')
+    if layout['map_head'] and getattr(net, 'attn_pool', None) is None:
+        problems.append('the file has a MAP head (MAPHead_0), the model pools otherwise')
+    if problems:
+        raise CheckpointError(f'{npz.name} does not fit timm\'s {model}: ' + '; '.join(problems) +
+                              '.')
+
+    # Every parameter starts as NaN: whatever the reader does not write stays NaN.
+    with torch.no_grad():
+        for param in net.parameters():
+            param.fill_(float('nan'))
+    # The factory's own dispatch for pretrained_cfg_overlay=dict(file=X.npz,
+    # custom_load=True): timm.models.load_pretrained -> net.load_pretrained(file).
+    config = dict(
+        net.pretrained_cfg,
+        source='',
+        hf_hub_id=None,
+        url=None,
+        state_dict=None,
+        file=npz.source,
+        custom_load=True)
+    try:
+        load_pretrained(net, pretrained_cfg=config)
+    except (RuntimeError, KeyError, ValueError) as err:
+        raise CheckpointError(f'{npz.name} does not load into timm\'s {model} (timm\'s '
+                              f'big_vision reader): {type(err).__name__}: {err}') from err
+    unset = [name for name, param in net.named_parameters() if torch.isnan(param).any()]
+    if unset:
+        raise CheckpointError(
+            f'{npz.name}: timm\'s big_vision reader left {len(unset)} parameter(s) of {model} '
+            f'unset (not in the file, or not read for this model): {", ".join(unset[:10])}'
+            f'{" ..." if len(unset) > 10 else ""}.')
+    _log_position_resize(net, layout['rows'], npz.name, "timm's .npz reader",
+                         'bilinear without antialiasing')
+    return net

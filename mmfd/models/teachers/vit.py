@@ -7,17 +7,15 @@ without renaming. Accepted nestings: a flat dict (DINO backbone files), ``model`
 checkpoints; the ``entry`` option picks the network, 'teacher' by default),
 ``state_dict``.
 """
+import re
 from typing import Optional, Sequence, Union
 
 import torch
 
-from mmfd.checkpoint import load_checkpoint_file, load_state_dict_strict, unwrap_state_dict
-from mmfd.checkpoint.teacher_formats import check_family
 from mmfd.registry import MODELS
 from mmfd.utils.errors import CheckpointError, ConfigError
-from .base import IMAGENET_MEAN, IMAGENET_STD, BaseTeacher
-from .builder import (check_entry, check_input_size, lookup_arch, merge_converted_options,
-                      require_checkpoint, unused_keys)
+from .base import BaseTeacher
+from .builder import check_entry, check_input_size, lookup_arch, unused_keys
 from .resampling import POS_EMBED_RESIZE, resample_position_table, resize_options
 
 VIT_ARCHS = {
@@ -93,6 +91,8 @@ class ViTTeacher(BaseTeacher):
             backbone files hold); when set explicitly, a file without that entry
             is an error. The loaded entry is logged.
         allow_random_init (bool): build without a checkpoint (tests only).
+        backend_args (dict, optional): ``mmengine.fileio`` backend arguments for
+            reading ``checkpoint`` (see :class:`BaseTeacher`).
 
     Output: ``[B, 1 + h*w, C]`` tokens after the final ``norm`` (LayerNorm eps
     1e-6), CLS first; drop path 0; heads of the file (``head``, ``head_dist``,
@@ -101,6 +101,10 @@ class ViTTeacher(BaseTeacher):
     family = 'vit'
     default_entry = 'teacher'
     default_arch = 'vit_base_patch16'
+    file_options = dict(arch=lambda arch: _parse_arch(arch)[0])
+    select_prefix = 'backbone.'
+    ignored_keys = VIT_UNUSED_KEYS
+    key_format_order = 20  # after Swin, whose blocks have the same qkv / patch_embed keys
 
     def __init__(self,
                  arch: Union[str, dict, None] = None,
@@ -112,20 +116,32 @@ class ViTTeacher(BaseTeacher):
                  allow_random_init: bool = False,
                  entry: Optional[str] = None,
                  pos_embed_resize: Optional[dict] = None,
+                 backend_args: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
-        super().__init__(init_cfg=init_cfg)
+        super().__init__(
+            checkpoint,
+            img_size=img_size,
+            mean=mean,
+            std=std,
+            allow_random_init=allow_random_init,
+            backend_args=backend_args,
+            init_cfg=init_cfg,
+            arch=arch,
+            dynamic_img_size=dynamic_img_size,
+            entry=entry,
+            pos_embed_resize=pos_embed_resize)
+
+    @staticmethod
+    def looks_like(keys) -> bool:
+        """timm / DINO / DeiT keys: ``blocks.N.attn.qkv.weight`` and a ``patch_embed.proj``."""
+        return any(re.match(r'(.*\.)?blocks\.\d+\.attn\.qkv\.weight$', k)
+                   for k in keys) and any(k.endswith('patch_embed.proj.weight') for k in keys)
+
+    def build(self, arch, img_size, dynamic_img_size, entry, pos_embed_resize) -> None:
         self.entry, self.strict_entry = check_entry(entry, self.default_entry)
         self.pos_embed_resize = resize_options(pos_embed_resize, POS_EMBED_RESIZE,
                                                'pos_embed_resize')
-        options = merge_converted_options(
-            checkpoint,
-            self.family,
-            dict(arch=arch, img_size=img_size, mean=mean, std=std),
-            must_match=dict(arch=lambda a: _parse_arch(a)[0]))
-        arch, img_size, mean, std = (options[k] for k in ('arch', 'img_size', 'mean', 'std'))
         arch = arch if arch is not None else self.default_arch
-        load = require_checkpoint(checkpoint, allow_random_init, type(self).__name__)
-
         dims, arch_img_size = _parse_arch(arch)
         self.arch = arch
         self.explicit_img_size = img_size
@@ -134,13 +150,8 @@ class ViTTeacher(BaseTeacher):
         self.embed_dim = int(dims['embed_dim'])
         self.has_cls = True
         self.dynamic_img_size = dynamic_img_size
-        self.mean = tuple(mean) if mean is not None else IMAGENET_MEAN
-        self.std = tuple(std) if std is not None else IMAGENET_STD
         self.dims = dims
-        self.model = self._build_model(self.img_size, random_init=not load)
-        if load:
-            self.load_checkpoint(checkpoint)
-        self.freeze()
+        self.model = self._build_model(self.img_size, random_init=not self.loading)
 
     def _build_model(self, img_size: int, random_init: bool):
         from timm.models.vision_transformer import VisionTransformer
@@ -157,16 +168,9 @@ class ViTTeacher(BaseTeacher):
             weight_init='' if random_init else 'skip',
             **self.dims)
 
-    def load_checkpoint(self, checkpoint: str) -> None:
-        state_dict = unwrap_state_dict(
-            load_checkpoint_file(checkpoint),
-            source=checkpoint,
-            select_prefix='backbone.',
-            entry=self.entry,
-            strict_entry=self.strict_entry)
-        check_family(state_dict, self.family, checkpoint)
-        self._fit_pos_embed(state_dict, checkpoint)
-        load_state_dict_strict(self.model, state_dict, checkpoint, ignore=VIT_UNUSED_KEYS)
+    def load_state(self, state_dict: dict, source: str) -> None:
+        self._fit_pos_embed(state_dict, source)
+        super().load_state(state_dict, source)
 
     def _fit_pos_embed(self, state_dict: dict, source: str) -> None:
         """Interpolates the checkpoint's position grid when img_size asks for another."""
@@ -199,9 +203,6 @@ class ViTTeacher(BaseTeacher):
     def export_kwargs(self) -> dict:
         return dict(
             arch=self.arch, img_size=self.img_size, mean=list(self.mean), std=list(self.std))
-
-    def export_state_dict(self) -> dict:
-        return self.model.state_dict()
 
     def final_norm_module(self):
         return self.model.norm
