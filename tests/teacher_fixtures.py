@@ -202,3 +202,102 @@ def mmpretrain_checkpoint(backbone) -> dict:
     state['head.fc.weight'] = torch.zeros(10, 8)
     state['data_preprocessor.mean'] = torch.zeros(3, 1, 1)
     return dict(meta=dict(epoch=1, mmengine_version='0.10.7'), state_dict=state)
+
+
+# ------------------------------------------------------------ big_vision .npz
+def _heads_kernel(weight: torch.Tensor, heads: int):
+    """A torch ``[out, in]`` q/k/v projection -> big_vision's ``[in, heads, head_dim]``."""
+    return weight.t().reshape(weight.shape[1], heads, -1)
+
+
+def _out_kernel(weight: torch.Tensor, heads: int):
+    """A torch ``[out, in]`` attention output projection -> ``[heads, head_dim, out]``."""
+    return weight.reshape(weight.shape[0], heads, -1).permute(1, 2, 0)
+
+
+def _attention(prefix: str, q, k, v, proj, heads: int) -> dict:
+    """One big_vision MultiHeadDotProductAttention: (weight, bias) of q, k, v, out."""
+    out = {}
+    for name, (weight, bias) in (('query', q), ('key', k), ('value', v)):
+        out[f'{prefix}{name}/kernel'] = _heads_kernel(weight, heads)
+        out[f'{prefix}{name}/bias'] = bias.reshape(heads, -1)
+    out[f'{prefix}out/kernel'] = _out_kernel(proj[0], heads)
+    out[f'{prefix}out/bias'] = proj[1]
+    return out
+
+
+def _mlp(prefix: str, mlp) -> dict:
+    return {
+        f'{prefix}Dense_{i}/{part}': (fc.weight.t() if part == 'kernel' else fc.bias)
+        for i, fc in enumerate((mlp.fc1, mlp.fc2))
+        for part in ('kernel', 'bias')
+    }
+
+
+def _norm(prefix: str, norm) -> dict:
+    return {f'{prefix}scale': norm.weight, f'{prefix}bias': norm.bias}
+
+
+def big_vision_siglip_arrays(model, scan: bool = False) -> dict:
+    """A timm SigLIP ``VisionTransformer`` in big_vision's two-tower ``.npz`` layout.
+
+    Written as the inverse of timm's reader (``timm.models.vision_transformer.
+    _load_weights``, big_vision branch, prefix ``params/img/``): every array is laid
+    out so that the reader's transposes and reshapes give the model's own tensor
+    back. ``scan=True`` stacks the blocks along a leading axis under
+    ``Transformer/encoderblock/`` (big_vision's scanned encoder), else one
+    ``encoderblock_N`` per block. A text tower and the image head (projection to the
+    joint space), which a teacher never uses, are included as in the real files.
+    """
+    img = 'params/img/'
+    width = model.embed_dim
+    out = {
+        # conv [out, in, kh, kw] -> flax [kh, kw, in, out]
+        f'{img}embedding/kernel': model.patch_embed.proj.weight.permute(2, 3, 1, 0),
+        f'{img}embedding/bias': model.patch_embed.proj.bias,
+        f'{img}pos_embedding': model.pos_embed,
+        f'{img}head/kernel': torch.randn(width, 32),
+        f'{img}head/bias': torch.randn(32),
+        'params/txt/Embed_0/embedding': torch.randn(16, 8),
+        'params/t': torch.ones(1),
+        'params/b': torch.zeros(1),
+    }
+    out.update(_norm(f'{img}Transformer/encoder_norm/', model.norm))
+    blocks = []
+    for block in model.blocks:
+        attn, heads = block.attn, block.attn.num_heads
+        qkv_w, qkv_b = attn.qkv.weight.chunk(3), attn.qkv.bias.chunk(3)
+        arrays = _attention('MultiHeadDotProductAttention_0/', (qkv_w[0], qkv_b[0]),
+                            (qkv_w[1], qkv_b[1]), (qkv_w[2], qkv_b[2]),
+                            (attn.proj.weight, attn.proj.bias), heads)
+        arrays.update(_norm('LayerNorm_0/', block.norm1))
+        arrays.update(_norm('LayerNorm_1/', block.norm2))
+        arrays.update(_mlp('MlpBlock_0/', block.mlp))
+        blocks.append(arrays)
+    if scan:
+        out.update({
+            f'{img}Transformer/encoderblock/{name}': torch.stack([b[name] for b in blocks])
+            for name in blocks[0]
+        })
+    else:
+        for i, arrays in enumerate(blocks):
+            out.update({f'{img}Transformer/encoderblock_{i}/{k}': v for k, v in arrays.items()})
+    pool = model.attn_pool
+    head = f'{img}MAPHead_0/'
+    kv_w, kv_b = pool.kv.weight.chunk(2), pool.kv.bias.chunk(2)
+    out.update(
+        _attention(f'{head}MultiHeadDotProductAttention_0/', (pool.q.weight, pool.q.bias),
+                   (kv_w[0], kv_b[0]), (kv_w[1], kv_b[1]), (pool.proj.weight, pool.proj.bias),
+                   pool.num_heads))
+    out[f'{head}probe'] = pool.latent
+    out.update(_norm(f'{head}LayerNorm_0/', pool.norm))
+    out.update(_mlp(f'{head}MlpBlock_0/', pool.mlp))
+    return {k: v.detach().float().contiguous().numpy() for k, v in out.items()}
+
+
+def save_big_vision_npz(model, path, scan: bool = False) -> dict:
+    """Writes :func:`big_vision_siglip_arrays` with numpy (no pickle); returns them."""
+    import numpy as np
+    arrays = big_vision_siglip_arrays(model, scan=scan)
+    np.savez(path, **arrays)
+    return arrays

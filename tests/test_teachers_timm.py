@@ -2,7 +2,7 @@
 statistics and errors. Tiny widths (2 blocks, 64 channels), random weights."""
 import pytest
 import torch
-from teacher_fixtures import TOL, images, max_diff, randomize_
+from teacher_fixtures import TOL, images, max_diff, randomize_, save_big_vision_npz
 
 import mmfd  # noqa: F401
 from mmfd.models.algorithms.fd import FeatureDistiller
@@ -299,3 +299,58 @@ def test_a_resampled_position_table_is_logged(tmp_path):
     TimmTeacher(name, checkpoint=str(path), img_size=224, model_kwargs=TINY)
     assert 'position table of' in log_file.read_text()
     assert '(49 positions) was resampled to 196' in log_file.read_text()
+
+
+# ------------------------------------------------------------------ big_vision .npz
+@pytest.mark.parametrize('scan', [False, True], ids=['encoderblock_N', 'scanned'])
+def test_siglip_big_vision_npz_parity(tmp_path, scan):
+    """A SigLIP file in big_vision's two-tower .npz layout (per-block or scanned
+    encoder), read by timm's own reader: patch tokens and the MAP-pooled output equal
+    timm's model; the statistics are the model's (0.5 / 0.5), not OpenAI's."""
+    name = 'vit_base_patch16_siglip_224'
+    model = _timm_model(name, 112)
+    path = tmp_path / 'siglip2_b16.npz'
+    save_big_vision_npz(model, path, scan=scan)
+    teacher = TimmTeacher(
+        name, checkpoint=str(path), img_size=112, model_kwargs=TINY, cls_target='pooled')
+    x = images(112)
+    with torch.no_grad():
+        features = model.forward_features(x)
+        pooled = model.forward_head(features, pre_logits=True)
+    out = teacher(x)
+    assert out.tokens.shape == (2, 1 + 49, 64) and out.has_cls
+    assert max_diff(out.tokens[:, 1:], features) <= TOL
+    assert max_diff(out.tokens[:, 0], pooled) <= TOL
+    assert teacher.mean == (127.5, ) * 3 and teacher.std == (127.5, ) * 3
+    assert teacher.mean == tuple(255 * m for m in model.pretrained_cfg['mean'])
+    assert not any(p.requires_grad for p in teacher.parameters()) and not teacher.training
+
+
+def test_big_vision_npz_is_checked_around_timms_reader(tmp_path):
+    """timm's reader copies the arrays it knows and ignores the rest: a deeper file,
+    parameters it never writes, a model it has no reader for, a resampled position
+    table are each said."""
+    name = 'vit_base_patch16_siglip_224'
+    path = tmp_path / 'siglip.npz'
+    arrays = save_big_vision_npz(_timm_model(name, 112), path)
+    with pytest.raises(CheckpointError, match='2 encoder blocks in the file, 1 in the model'):
+        TimmTeacher(name, checkpoint=str(path), img_size=112, model_kwargs=dict(TINY, depth=1))
+    # layer scale: parameters the reader does not know stay unset, and are named
+    with pytest.raises(CheckpointError, match=r'left 4 parameter.*blocks\.0\.ls1\.gamma'):
+        TimmTeacher(
+            name, checkpoint=str(path), img_size=112, model_kwargs=dict(TINY, init_values=1e-5))
+    with pytest.raises(CheckpointError, match=r'only into its VisionTransformer.*Eva'):
+        TimmTeacher(
+            'eva02_base_patch16_clip_224', checkpoint=str(path), img_size=112, model_kwargs=TINY)
+    import numpy as np
+    missing = tmp_path / 'cut.npz'
+    key = 'params/img/Transformer/encoderblock_1/MlpBlock_0/Dense_0/bias'
+    np.savez(missing, **{k: v for k, v in arrays.items() if k != key})
+    with pytest.raises(CheckpointError, match=r'cut\.npz does not load.*Dense_0/bias'):
+        TimmTeacher(name, checkpoint=str(missing), img_size=112, model_kwargs=TINY)
+
+    from mmengine.logging import MMLogger
+    log_file = tmp_path / 'teacher.log'
+    MMLogger.get_instance(f'npz_resize_{tmp_path.name}', log_file=str(log_file))
+    TimmTeacher(name, checkpoint=str(path), img_size=128, model_kwargs=TINY)
+    assert "(49 positions) was resampled to 64 by timm's .npz reader" in log_file.read_text()
