@@ -103,10 +103,9 @@ class CLIPTeacher(BaseTeacher):
         mean, std (sequence, optional): CLIP's statistics (0-255) by default.
         allow_random_init (bool): build without a checkpoint (tests only).
         backend_args (dict, optional): ``mmengine.fileio`` backend arguments for
-            reading ``checkpoint`` (see :class:`BaseTeacher`). A file read through
-            a remote backend counts as an OpenAI TorchScript archive (for
-            ``quick_gelu=None``) when it carries OpenAI's ``input_resolution`` /
-            ``context_length`` / ``vocab_size`` entries.
+            reading ``checkpoint`` (see :class:`BaseTeacher`). OpenAI archives are
+            detected in local files only: OpenAI weights read through a remote
+            backend need an explicit ``quick_gelu``.
 
     Output: ``[B, 1 + h*w, width]``: CLS and patch tokens after ``ln_post``
     (LayerNorm eps 1e-5), before the ``proj`` projection.
@@ -160,10 +159,17 @@ class CLIPTeacher(BaseTeacher):
     def read_checkpoint(self, checkpoint):
         raw = load_checkpoint_file(
             checkpoint, allow_torchscript=self.allow_torchscript, backend_args=self.backend_args)
-        if isinstance(checkpoint, (str, os.PathLike)) and os.path.isfile(checkpoint):
-            self.torchscript = is_torchscript_archive(os.fspath(checkpoint))
-        else:  # fetched through a backend: OpenAI's archives carry these entries
-            self.torchscript = all(k in raw for k in OPENAI_CLIP_EXTRAS)
+        local = isinstance(checkpoint, (str, os.PathLike)) and os.path.isfile(checkpoint)
+        self.torchscript = local and is_torchscript_archive(os.fspath(checkpoint))
+        if not local and self.quick_gelu_option is None and \
+                all(k in raw for k in OPENAI_CLIP_EXTRAS):
+            # Whether a fetched file was a TorchScript archive is not known here, and
+            # guessing GELU for OpenAI's weights would silently give wrong features.
+            raise ConfigError(
+                f'{checkpoint} holds OpenAI CLIP weights (input_resolution, context_length, '
+                'vocab_size entries) read through a storage backend, where OpenAI '
+                'archives are not detected: set quick_gelu=True for OpenAI-trained weights '
+                '(or False if they were trained with GELU).')
         state_dict = unwrap_state_dict(raw, source=checkpoint, select_prefix=self.select_prefix)
         check_family(state_dict, self.family, checkpoint)
         return state_dict
@@ -173,6 +179,7 @@ class CLIPTeacher(BaseTeacher):
         self.pos_embed_resize = resize_options(pos_embed_resize, POS_EMBED_RESIZE,
                                                'pos_embed_resize')
         self.allow_torchscript = allow_torchscript
+        self.quick_gelu_option = quick_gelu
         from open_clip.model import CLIPVisionCfg, _build_vision_tower
 
         state_dict, torchscript = None, False
