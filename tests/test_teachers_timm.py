@@ -354,3 +354,20 @@ def test_big_vision_npz_is_checked_around_timms_reader(tmp_path):
     MMLogger.get_instance(f'npz_resize_{tmp_path.name}', log_file=str(log_file))
     TimmTeacher(name, checkpoint=str(path), img_size=128, model_kwargs=TINY)
     assert "(49 positions) was resampled to 64 by timm's .npz reader" in log_file.read_text()
+
+
+@pytest.mark.parametrize('name', ['eva02_base_patch16_clip_224', 'vit_pe_core_base_patch16_224'])
+def test_partial_file_is_refused_where_timm_loads_non_strictly(tmp_path, name):
+    """timm loads non-strictly when the model's head differs from its pretrained
+    config's (EVA-02-CLIP and PE-Core configs have a projection head; a teacher has
+    none), and only logs the keys it could not match: they are raised."""
+    state = _timm_model(name, 112).state_dict()
+    dropped = sorted(k for k in state if k.endswith('fc2.bias'))[-1]
+    del state[dropped]
+    state['extra.weight'] = torch.zeros(3)
+    path = tmp_path / 'partial.pth'
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match=r'partial\.pth does not load') as info:
+        TimmTeacher(name, checkpoint=str(path), img_size=112, model_kwargs=TINY)
+    assert f'missing keys (1): {dropped}' in str(info.value)
+    assert 'unexpected keys (1): extra.weight' in str(info.value)

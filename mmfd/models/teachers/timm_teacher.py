@@ -42,6 +42,7 @@ import torch
 from mmengine.logging import print_log
 
 from mmfd.checkpoint.io import _check_local, _check_name, _fetch, _file_backend, _is_local
+from mmfd.checkpoint.report import key_line
 from mmfd.registry import MODELS
 from mmfd.utils.errors import CheckpointError, ConfigError
 from .base import BaseTeacher
@@ -180,7 +181,7 @@ class TimmTeacher(BaseTeacher):
         if self.dynamic_img_size:
             kwargs['dynamic_img_size'] = True
         if not self.loading:
-            return timm.create_model(model, pretrained=False, **kwargs)
+            return timm.create_model(model, pretrained=False, **kwargs)  # timm's random init
         state = self.checkpoint_state()
         if isinstance(state, NpzFile):
             return _create_from_npz(model, kwargs, state)
@@ -189,11 +190,20 @@ class TimmTeacher(BaseTeacher):
         # timm's filter may pop it: the file's table size is taken before the build.
         file_rows = _position_rows(state)
         try:
-            net = timm.create_model(
-                model, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
+            with _TimmLoadReport() as report:
+                net = _create_model(
+                    model, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
         except (RuntimeError, KeyError, ValueError) as err:
             raise CheckpointError(
                 f'{path} does not load into timm\'s {model}: {err}'.strip()) from err
+        if report.missing or report.unexpected:
+            lines = [
+                key_line(what, keys) for what, keys in (('missing keys', report.missing),
+                                                        ('unexpected keys', report.unexpected))
+                if keys
+            ]
+            raise CheckpointError(f'{path} does not load into timm\'s {model} (keys after timm\'s '
+                                  f'checkpoint filter): {"; ".join(lines)}.')
         _log_position_resize(net, file_rows, path, "timm's checkpoint filter",
                              'bicubic with antialiasing')
         return net
@@ -252,6 +262,53 @@ class TimmTeacher(BaseTeacher):
 
     def export_state_dict(self) -> dict:
         return self.model.state_dict()
+
+
+# ------------------------------------------------------------------ loading
+def _create_model(model: str, **kwargs):
+    """``timm.create_model`` for weights that are loaded next: timm's random init is
+    skipped where the model takes ``weight_init='skip'`` (VisionTransformer: seconds
+    for a ViT-L); every parameter is then checked to come from the file."""
+    import timm
+    try:
+        return timm.create_model(model, weight_init='skip', **kwargs)
+    except TypeError as err:  # a model class without the option (Eva...)
+        if 'weight_init' not in str(err):
+            raise
+    return timm.create_model(model, **kwargs)
+
+
+class _TimmLoadReport(logging.Handler):
+    """What ``timm.models.load_pretrained`` reports about the keys it could not match.
+
+    timm loads NON-strictly whenever the model's classifier differs from its pretrained
+    config's (here always num_classes=0, so for every teacher whose config has a head:
+    EVA-02-CLIP, PE-Core...), and then only logs the missing / unexpected keys. They
+    are collected here and raised, as the strict loaders of the other families do.
+    """
+    _PATTERN = re.compile(r'(Missing|Unexpected) keys \((.*)\) (?:discovered|found) while loading')
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.missing, self.unexpected = [], []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        match = self._PATTERN.match(record.getMessage())
+        if match:
+            keys = [k.strip() for k in match.group(2).split(',') if k.strip()]
+            (self.missing if match.group(1) == 'Missing' else self.unexpected).extend(keys)
+
+    def __enter__(self):
+        self._logger = logging.getLogger('timm.models._builder')
+        self._level = self._logger.level
+        self._logger.setLevel(logging.INFO)  # the missing keys are an INFO record
+        self._logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc):
+        self._logger.removeHandler(self)
+        self._logger.setLevel(self._level)
+        return False
 
 
 # ------------------------------------------------------------------ file formats
@@ -326,9 +383,8 @@ def _create_from_npz(model: str, kwargs: dict, npz: NpzFile):
     """timm's model, loaded by timm's own big_vision reader, with what that reader
     does not check checked here."""
     import numpy as np
-    import timm
     from timm.models import load_pretrained
-    net = timm.create_model(model, pretrained=False, **kwargs)
+    net = _create_model(model, pretrained=False, **kwargs)
     if not hasattr(net, 'load_pretrained'):
         raise CheckpointError(
             f'{npz.name}: timm reads big_vision .npz files only into its VisionTransformer '
