@@ -5,12 +5,34 @@ timm, mmpretrain), perturbs all its parameters so that every key matters, and
 saves its state the way the official release files are laid out.
 """
 import copy
+import functools
 import warnings
 
 import torch
 from torch import nn
 
 TOL = 1e-5
+
+_BUILT = {}
+
+
+def built_once(build):
+    """Reference models are a function of their arguments (seeded): each is built once
+    per test session and handed out as a deep copy, with the global RNG left as a fresh
+    build leaves it, so a test gets exactly what a new build would give it."""
+
+    @functools.wraps(build)
+    def cached(*args, **kwargs):
+        key = (build.__qualname__, repr(args), repr(sorted(kwargs.items())))
+        if key not in _BUILT:
+            model = build(*args, **kwargs)
+            _BUILT[key] = (copy.deepcopy(model), torch.get_rng_state())
+            return model
+        model, rng_state = _BUILT[key]
+        torch.set_rng_state(rng_state)
+        return copy.deepcopy(model)
+
+    return cached
 
 
 def randomize_(module: nn.Module, seed: int = 0, scale: float = 0.05) -> nn.Module:
@@ -106,6 +128,7 @@ def save_openai_torchscript(model, path: str, image_size: int) -> None:
 
 
 # ----------------------------------------------------------------------- ViT
+@built_once
 def build_timm_vit(patch=16, dim=48, depth=2, heads=3, img=32, seed=0):
     from timm.models.vision_transformer import VisionTransformer
     torch.manual_seed(seed)
@@ -151,6 +174,7 @@ TINY_SWIN = dict(embed_dim=16, depths=(2, 2, 2, 2), num_heads=(1, 2, 2, 4))
 SWIN_IMG = 128  # stages at 32, 16, 8, 4 tokens: window 8 mimics EsViT's 14 at 224
 
 
+@built_once
 def build_timm_swin(window=4, img=SWIN_IMG, seed=0, **dims):
     from timm.models.swin_transformer import SwinTransformer
     torch.manual_seed(seed)
@@ -190,6 +214,7 @@ MM_SWIN = dict(
     window_size=4)
 
 
+@built_once
 def build_mm_backbone(cfg: dict, seed: int = 0):
     from mmpretrain.registry import MODELS
     torch.manual_seed(seed)

@@ -2,7 +2,7 @@
 statistics and errors. Tiny widths (2 blocks, 64 channels), random weights."""
 import pytest
 import torch
-from teacher_fixtures import TOL, images, max_diff, randomize_, save_big_vision_npz
+from teacher_fixtures import TOL, built_once, images, max_diff, randomize_, save_big_vision_npz
 
 import mmfd  # noqa: F401
 from mmfd.models.algorithms.fd import FeatureDistiller
@@ -22,6 +22,7 @@ FAMILIES = {
 }
 
 
+@built_once
 def _timm_model(name, img):
     import timm
     torch.manual_seed(0)
