@@ -7,8 +7,8 @@ import pytest
 import torch
 from teacher_fixtures import (MM_VIT, SWIN_IMG, TINY_SWIN, build_mm_backbone, build_open_clip,
                               build_timm_swin, build_timm_vit, images, mmpretrain_checkpoint,
-                              official_swin_state, save_openai_torchscript, tiny_clip_config,
-                              vit_arch)
+                              official_swin_state, randomize_, save_big_vision_npz,
+                              save_openai_torchscript, tiny_clip_config, vit_arch)
 
 import mmfd  # noqa: F401
 from mmfd.models.teachers import (CLIPTeacher, MMPretrainTeacher, SwinTeacher, ViTTeacher,
@@ -133,3 +133,24 @@ def test_timm_roundtrip(tmp_path, convert_main):
     ], original, 56)
     assert meta['family'] == 'timm' and meta['arch'] == 'vit_base_patch14_reg4_dinov2'
     assert isinstance(converted, TimmTeacher) and converted.has_cls
+
+
+def test_timm_big_vision_npz_roundtrip(tmp_path, convert_main):
+    """A SigLIP big_vision .npz -> one timm-layout safetensors + metadata: the converted
+    teacher gives the same tokens and keeps the model's 0.5 / 0.5 statistics."""
+    import timm
+
+    from mmfd.models.teachers import TimmTeacher
+    tiny = dict(depth=2, embed_dim=64, num_heads=2)
+    name = 'vit_base_patch16_siglip_224'
+    torch.manual_seed(0)
+    model = randomize_(timm.create_model(name, num_classes=0, img_size=64, **tiny), scale=0.02)
+    path = str(tmp_path / 'siglip.npz')
+    save_big_vision_npz(model, path, scan=True)
+    original = TimmTeacher(name, checkpoint=path, img_size=64, model_kwargs=tiny)
+    _, meta, converted = _roundtrip(convert_main, tmp_path, [
+        '--family', 'timm', '--model', name, '--img-size', '64', '--teacher-kwargs',
+        json.dumps(dict(model_kwargs=tiny)), path
+    ], original, 64)
+    assert meta['mean'] == [127.5] * 3 and meta['has_cls'] is False
+    assert isinstance(converted, TimmTeacher) and converted.std == (127.5, ) * 3

@@ -5,8 +5,10 @@ The network is built by timm's own factory, ``timm.create_model(name, pretrained
 with the checkpoint handed over as an in-memory state dict: mmfd reads the file
 (``weights_only`` / safetensors, local or through ``mmengine.fileio``), and timm
 applies the model's own ``checkpoint_filter_fn`` (which converts the official
-DINOv2 / DINOv3 / EVA / AIMv2 / PE / RADIO layouts to timm's) and loads strictly.
-Nothing is fetched from a hub. big_vision ``.npz`` files (SigLIP / SigLIP 2) are
+DINOv2 / DINOv3 / EVA / AIMv2 / PE / RADIO layouts to timm's) and loads it. Every
+missing or unexpected key is an error, also where timm itself loads non-strictly (a
+model whose pretrained config has a head: EVA-02-CLIP, PE-Core). Nothing is fetched
+from a hub. big_vision ``.npz`` files (SigLIP / SigLIP 2) are
 read by timm's own reader, ``VisionTransformer.load_pretrained`` (numpy with
 ``allow_pickle=False``), dispatched the way timm's factory dispatches
 ``pretrained_cfg_overlay=dict(file=X.npz, custom_load=True)``. That reader copies
@@ -72,7 +74,7 @@ def _timm_name(model: str) -> str:
 
 @MODELS.register_module()
 class TimmTeacher(BaseTeacher):
-    """A timm ViT / EVA model loaded from a local file, frozen.
+    """A timm ViT / EVA model loaded from a file (local or through mmengine.fileio), frozen.
 
     Args:
         model (str): a timm model name, optionally with its pretrained tag
@@ -105,7 +107,7 @@ class TimmTeacher(BaseTeacher):
     file_options = dict(model=_timm_name, model_kwargs=None)
     required_options = dict(model='timm model name')
     # timm's filters convert many official layouts (DINOv2's looks like a 'vit' file):
-    # the factory's strict load, not a key-format guess, decides what fits.
+    # the factory's load (every key checked), not a key-format guess, decides what fits.
     refuse_other_families = False
 
     def __init__(self,
@@ -381,7 +383,15 @@ def _npz_layout(arrays, name: str) -> dict:
 
 def _create_from_npz(model: str, kwargs: dict, npz: NpzFile):
     """timm's model, loaded by timm's own big_vision reader, with what that reader
-    does not check checked here."""
+    does not check checked here.
+
+    Layouts timm reads: big_vision / AugReg float32 files, the image tower at the top
+    level or under ``opt/target/``, ``params/``, ``params/img/`` (SigLIP's two-tower
+    files), per-block or scanned encoder, into a ``VisionTransformer``. Not read here:
+    bfloat16 files (timm's ``load_bfloat16`` path needs jax and ml_dtypes) and models
+    of other classes (EVA...; NaFlex SigLIP 2 has a reader but is not a token-map
+    model TimmTeacher takes): such weights have to be given as a state dict.
+    """
     import numpy as np
     from timm.models import load_pretrained
     net = _create_model(model, pretrained=False, **kwargs)
