@@ -154,3 +154,15 @@ def test_timm_big_vision_npz_roundtrip(tmp_path, convert_main):
     ], original, 64)
     assert meta['mean'] == [127.5] * 3 and meta['has_cls'] is False
     assert isinstance(converted, TimmTeacher) and converted.std == (127.5, ) * 3
+
+
+def test_flags_follow_the_family(tmp_path, convert_main):
+    """The converter reads each family's options from its class: a flag the family
+    does not take, or a required option left out, stops before anything is loaded."""
+    out = str(tmp_path / 'out.safetensors')
+    with pytest.raises(SystemExit, match='--window-size is not an option of ViTTeacher'):
+        convert_main(['--family', 'vit', '--window-size', '7', 'in.pth', out])
+    with pytest.raises(SystemExit, match='--family timm needs --model <timm model name>'):
+        convert_main(['--family', 'timm', 'in.pth', out])
+    with pytest.raises(SystemExit, match='--family mmpretrain needs --config'):
+        convert_main(['--family', 'mmpretrain', 'in.pth', out])

@@ -52,7 +52,8 @@ def families() -> dict:
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Convert a teacher checkpoint to safetensors + JSON metadata.')
-    parser.add_argument('input', help='checkpoint file (.pt/.pth/.bin/.safetensors)')
+    parser.add_argument(
+        'input', help='checkpoint file (.pt/.pth/.bin/.safetensors; .npz for timm SigLIP)')
     parser.add_argument('output', help='output .safetensors path (OUT.json is written too)')
     parser.add_argument('--family', required=True, choices=sorted(families()))
     parser.add_argument(
