@@ -25,6 +25,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 TRAIN_ITER = re.compile(r'Epoch\(train\)\s*\[(\d+)\]\[\s*(\d+)/(\d+)\]')
 VAL_TOP1 = re.compile(r'Epoch\(val\).*accuracy/top1:\s*([\d.]+)')
 TQDM = re.compile(r'(\d+)/(\d+) \[')
+RUN_DONE = re.compile(r'^=== seed \S+ done in')  # tools/fd_demo/finetune.py
 
 
 class StepFailed(RuntimeError):
@@ -42,6 +43,7 @@ class Step:
     clean: Sequence[Path] = ()  # removed before the step (re-)runs
     settings: dict = field(default_factory=dict)  # part of the signature
     epochs: Optional[int] = None  # for the progress bar of train steps
+    runs: int = 1  # trainings in the command, one after the other (seeds)
 
 
 def format_seconds(seconds: float) -> str:
@@ -63,6 +65,20 @@ def shell_line(command: Sequence[str], root: Path) -> str:
                 pass
         parts.append(shlex.quote(part))
     return ' '.join(parts)
+
+
+def wait_with_usage(process: subprocess.Popen):
+    """(exit code, CPU seconds of the process and its children): on a shared
+    machine the CPU time says what a step costs, the wall time also what the
+    neighbours did."""
+    if not hasattr(os, 'wait4'):
+        return process.wait(), None
+    try:
+        _, status, usage = os.wait4(process.pid, 0)
+    except ChildProcessError:  # already reaped by stop()
+        return process.wait(), None
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return process.returncode, usage.ru_utime + usage.ru_stime
 
 
 class StepRunner:
@@ -124,7 +140,7 @@ class StepRunner:
                 print(text, file=self.stream, flush=True)
 
     # ----------------------------------------------------------------- running
-    def _run_command(self, step: Step, threads: int) -> None:
+    def _run_command(self, step: Step, threads: int) -> Optional[float]:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f'{step.name}.log'
         env = dict(
@@ -140,7 +156,7 @@ class StepRunner:
                 self._slots[slot] = step.name
             bar = tqdm(
                 total=None,
-                desc=f'{step.name:>11}',
+                desc=f'{step.name:>22}',
                 position=slot,
                 leave=False,
                 unit='it',
@@ -164,7 +180,7 @@ class StepRunner:
                     log.write(line)
                     if bar is not None:
                         self._update_bar(bar, step, line)
-                code = process.wait()
+                code, cpu = wait_with_usage(process)
         finally:
             with self._lock:
                 self._processes.pop(step.name, None)
@@ -176,14 +192,19 @@ class StepRunner:
             tail = ''.join(log_path.read_text(errors='replace').splitlines(True)[-25:])
             raise StepFailed(f'step {step.name!r} failed (exit code {code}); the end of '
                              f'{log_path}:\n{tail}')
+        return cpu
 
     @staticmethod
     def _update_bar(bar, step: Step, line: str) -> None:
+        if RUN_DONE.match(line):
+            bar.runs_done = getattr(bar, 'runs_done', 0) + 1
+            return
         match = TRAIN_ITER.search(line)
         if match and step.epochs:
             epoch, it, per_epoch = (int(g) for g in match.groups())
-            bar.total = step.epochs * per_epoch
-            bar.n = (epoch - 1) * per_epoch + it
+            per_run = step.epochs * per_epoch
+            bar.total = step.runs * per_run
+            bar.n = getattr(bar, 'runs_done', 0) * per_run + (epoch - 1) * per_epoch + it
             bar.refresh()
             return
         match = VAL_TOP1.search(line)
@@ -204,9 +225,11 @@ class StepRunner:
                 path.unlink()
         started = time.time()
         if step.command:
-            self._run_command(step, threads)
+            cpu = self._run_command(step, threads)
         else:
+            cpu_before = time.process_time()
             step.func()
+            cpu = time.process_time() - cpu_before
         finished = time.time()
         missing = [str(p) for p in step.outputs if not Path(p).exists()]
         if missing:
@@ -217,6 +240,7 @@ class StepRunner:
             started=started,
             finished=finished,
             seconds=finished - started,
+            cpu_seconds=cpu,
             run_id=f'{finished:.6f}',
             threads=threads,
             command=shell_line(step.command, self.root) if step.command else None)
@@ -245,13 +269,13 @@ class StepRunner:
                             del pending[name]
                             self.results[name] = dict(marker, skipped=True)
                             took = format_seconds(marker['seconds'])
-                            self.say(f'[{number}/{total}] {name:<11} skipped: done before '
+                            self.say(f'[{number}/{total}] {name:<22} skipped: done before '
                                      f'({took}); --force re-runs it')
                             continue
                         if len(running) >= self.jobs:
                             break
                         del pending[name]
-                        self.say(f'[{number}/{total}] {name:<11} {step.title} ...')
+                        self.say(f'[{number}/{total}] {name:<22} {step.title} ...')
                         running[pool.submit(self._execute, step, threads)] = (name, number)
                     if not running:
                         if pending:  # nothing runnable: a dependency is missing
@@ -262,7 +286,7 @@ class StepRunner:
                         name, number = running.pop(future)
                         marker = future.result()  # re-raises StepFailed
                         self.results[name] = dict(marker, skipped=False)
-                        self.say(f'[{number}/{total}] {name:<11} done in '
+                        self.say(f'[{number}/{total}] {name:<22} done in '
                                  f'{format_seconds(marker["seconds"])}')
             except BaseException:
                 self.stop()
