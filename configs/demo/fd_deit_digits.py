@@ -1,8 +1,9 @@
-# Demo step 2: Feature Distillation from the step-1 teacher into an FDViT student of
-# the same size (one shared relative position bias, no absolute position embedding,
-# layer scale 0.1, q/v biases). The FD method and recipe of configs/fd/* (whitened
+# Demo, supervised track, step 2: Feature Distillation from the supervised teacher
+# (teacher_deit_digits.py) into an FDViT student of the same size (one shared
+# relative position bias, no absolute position embedding, layer scale 0.1, q/v
+# biases). The FD method and recipe of configs/fd/* (whitened
 # Smooth-L1 on every teacher token after its final norm, AdamW, cosine, grad clip
-# 3.0, mixed precision, asymmetric drop path), scaled to 32 px digits and minutes
+# 3.0, mixed precision, asymmetric drop path), scaled to 24 px digits and minutes
 # of CPU. Labels are not used.
 #   python tools/train.py configs/demo/fd_deit_digits.py --cfg-options \
 #       model.teacher.checkpoint=TEACHER.pth train_dataloader.dataset.data_root=DATA
@@ -38,7 +39,7 @@ model = dict(
     teacher=dict(
         type='MMPretrainTeacher',
         config='configs/demo/teacher_deit_digits.py',
-        checkpoint='work_dirs/demo/teacher/epoch_30.pth'))
+        checkpoint='work_dirs/demo/supervised/teacher/epoch_30.pth'))
 
 train_pipeline = [
     dict(type='SafeLoadImageFromFile'),  # as the FD base: a bad image is skipped, logged

@@ -1,6 +1,8 @@
-# Demo step 3b, the baseline: fine-tune the supervised teacher's backbone with the
-# SAME recipe and head as the FD student (ft_digits_recipe.py): the step-1 weights,
-# re-initialised head, mean-pooled patch tokens -> LayerNorm -> linear head.
+# Demo, the baseline of each track: fine-tune a teacher's backbone (the supervised
+# ViT, or MoCo v3's online backbone: its `backbone.` weights, the same
+# VisionTransformer) with the SAME recipe and head as the FD students
+# (ft_digits_recipe.py): the teacher's weights, re-initialised head, mean-pooled
+# patch tokens -> LayerNorm -> linear head.
 #
 # mmengine's non-strict `Pretrained` init, not mmfd's StrictPretrained: mmpretrain's
 # VisionTransformer.init_weights re-draws `pos_embed` unless init_cfg.type is exactly
@@ -19,7 +21,8 @@ model = dict(
         final_norm=False,  # the teacher's final norm is dropped, as FD's is
         out_type='avg_featmap',  # mean of the patch tokens (CLS excluded) -> ln2
         init_cfg=dict(
-            type='Pretrained', checkpoint='work_dirs/demo/teacher/epoch_30.pth',
+            type='Pretrained',
+            checkpoint='work_dirs/demo/supervised/teacher/epoch_30.pth',
             prefix='backbone.')),
     neck=None,
     head={{_base_.ft_head}})
