@@ -1,9 +1,13 @@
-"""`make demo` in miniature: tools/run_demo.py --tiny end to end (real digits, every
-step a tools/*.py subprocess), then checks that every artefact exists, that the
-summary's numbers are the ones the tools wrote, and that a re-run skips every step.
+"""`make demo` in miniature: tools/run_demo.py --tiny with all three tracks
+(supervised, contrastive = MoCo v3, multi-teacher) end to end on real digits, every
+step a tools/*.py subprocess; then checks that every artefact exists, that every
+number of the summary is the one the tools wrote (or the statistic of those
+numbers, recomputed here independently), and that a re-run skips every step.
 """
 import json
+import math
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -12,15 +16,29 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-STEPS = ('data', 'teacher', 'fd', 'ft_teacher', 'ft_student', 'attention', 'landscape')
+sys.path.insert(0, str(ROOT / 'tools'))  # the demo's helpers live next to its tool
+TRACKS = 'supervised,contrastive,multi'
+SEEDS = (0, 1)  # --tiny: two fine-tune seeds per model
+TEACHERS = ('sup_teacher', 'moco_teacher')
+STUDENTS = ('sup_student', 'moco_student', 'multi_student')
+MODELS = TEACHERS + STUDENTS
+STEPS = ('data', ) + TEACHERS + ('sup_fd', 'moco_fd', 'multi_fd') + tuple(
+    f'ft_{m}' for m in MODELS) + ('probe', 'attention', 'landscape')
+DIRS = dict(
+    sup_teacher='supervised/teacher',
+    moco_teacher='contrastive/teacher',
+    sup_student='supervised/fd',
+    moco_student='contrastive/fd',
+    multi_student='multi/fd')
 
 
-def run_demo(work_dir, *extra, timeout=600):
+def run_demo(work_dir, *extra, timeout=900):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     started = time.time()
     proc = subprocess.run([
         sys.executable,
-        str(ROOT / 'tools' / 'run_demo.py'), '--tiny', '--no-progress', '--work-dir',
+        str(ROOT / 'tools' / 'run_demo.py'), '--tiny', '--no-progress', '--tracks', TRACKS,
+        '--work-dir',
         str(work_dir), *extra
     ],
                           cwd=ROOT,
@@ -54,16 +72,22 @@ def last(records, key):
     return [r[key] for r in records if key in r][-1]
 
 
+def first(records, key):
+    return [r[key] for r in records if key in r][0]
+
+
 def mean(values):
     return sum(values) / len(values)
 
 
+def ft_dir(w, model, seed):
+    return w / 'finetune' / model / f'seed{seed}'
+
+
 # ----------------------------------------------------------------- tests
 def test_digits_written_once_as_image_folders(tmp_path):
-    from PIL import Image
-
-    sys.path.insert(0, str(ROOT / 'tools'))  # the demo's helpers live next to its tool
     from fd_demo.digits import write_digits
+    from PIL import Image
     root = tmp_path / 'digits'
     manifest = write_digits(root, size=32, per_class=5)
     assert not manifest['reused']
@@ -80,101 +104,191 @@ def test_digits_written_once_as_image_folders(tmp_path):
     assert not write_digits(root, size=16, per_class=5)['reused']  # other settings: rewrite
 
 
+def test_tracks_seeds_and_statistics():
+    """The command line picks the tracks; the summary's statistics are the usual ones."""
+    import run_demo
+    from fd_demo import summary
+
+    assert run_demo.parse_args([]).tracks == ('supervised', 'contrastive')
+    assert run_demo.parse_args(['--full']).tracks == run_demo.TRACKS
+    assert run_demo.profile_of(run_demo.parse_args(['--full']))['seeds'] == 5
+    assert run_demo.parse_args(['--tracks', 'multi,supervised']).tracks == ('supervised', 'multi')
+    with pytest.raises(SystemExit):
+        run_demo.parse_args(['--tracks', 'supervised,mim'])
+    # multi needs both teachers but not the single-teacher students.
+    assert run_demo.plan(('multi', ))[2] == ['sup_teacher', 'moco_teacher', 'multi_student']
+
+    diffs = [1.0, 2.5, 0.5]
+    p = summary.paired(diffs)
+    se = statistics.stdev(diffs) / math.sqrt(3)
+    assert p['mean'] == pytest.approx(mean(diffs)) and p['se'] == pytest.approx(se)
+    assert p['t'] == pytest.approx(mean(diffs) / se)
+    assert p['t_critical'] == pytest.approx(4.302653, abs=1e-5)  # t(0.975, 2 dof)
+    assert p['clear'] == (abs(p['t']) > p['t_critical'])
+    assert summary.paired([2.0, 2.0])['clear'] and summary.paired([2.0, 2.0])['t'] is None
+    assert summary.paired([1.0])['se'] is None and not summary.paired([1.0])['clear']
+
+
 def test_demo_writes_every_artefact(demo):
-    w = demo['work_dir']
+    w, s = demo['work_dir'], demo['summary']
     assert len(list((w / 'data' / 'digits' / 'train').glob('*/*.png'))) == 128
     assert len(list((w / 'data' / 'digits' / 'val').glob('*/*.png'))) == 32
-    for path in [
-            'teacher/epoch_2.pth', 'fd/epoch_2.pth', 'ft_teacher/epoch_2.pth',
-            'ft_fd_student/epoch_2.pth', 'diagnostics/attention/attention.json',
-            'diagnostics/landscape/landscape.json', 'summary.md', 'summary.json'
-    ]:
+    paths = [f'{DIRS[m]}/epoch_2.pth' for m in MODELS]
+    paths += [f'finetune/{m}/seed{seed}/epoch_2.pth' for m in MODELS for seed in SEEDS]
+    paths += [
+        'diagnostics/probe/probe.json', 'diagnostics/attention/attention.json',
+        'diagnostics/landscape/landscape.json', 'summary.md', 'summary.json'
+    ]
+    for path in paths:
         assert (w / path).is_file(), path
-    for name, plot in demo['summary']['plots'].items():
+    assert set(s['plots']) == {'attention_distance', 'head_diversity', 'loss_landscape'
+                               } | {f'attention_maps_{m}'
+                                    for m in MODELS}
+    for name, plot in s['plots'].items():
         assert Path(plot).is_file() and Path(plot).stat().st_size > 1000, name
-    assert set(demo['summary']['plots']) == {
-        'attention_distance', 'head_diversity', 'attention_maps_teacher', 'attention_maps_student',
-        'loss_landscape'
-    }
     for step in STEPS[1:]:
         assert (w / 'logs' / f'{step}.log').is_file(), step
-    assert set(demo['summary']['steps']) == set(STEPS)
-    assert not any(s['skipped'] for s in demo['summary']['steps'].values())
+    assert set(s['steps']) == set(STEPS)
+    assert not any(step['skipped'] for step in s['steps'].values())
+    assert s['settings']['tracks'] == TRACKS.split(',') and s['settings']['seeds'] == list(SEEDS)
+    assert set(s['verdicts']) == set(TRACKS.split(','))
+    for track, verdict in s['verdicts'].items():
+        assert verdict['lines'] and f'[{track}]' in demo['stdout']
 
 
 def test_summary_numbers_are_the_tools_numbers(demo):
     w, s = demo['work_dir'], demo['summary']
-    ft_teacher = last(scalars(w / 'ft_teacher'), 'accuracy/top1')
-    ft_student = last(scalars(w / 'ft_fd_student'), 'accuracy/top1')
-    assert s['finetune']['teacher']['top1'] == ft_teacher
-    assert s['finetune']['FD student']['top1'] == ft_student
-    assert s['finetune']['difference']['student_minus_teacher'] == ft_student - ft_teacher
-    assert s['teacher_supervised']['top1'] == last(scalars(w / 'teacher'), 'accuracy/top1')
-    assert s['fd']['final_loss'] == last(scalars(w / 'fd'), 'loss')
+    md = (w / 'summary.md').read_text()
+    # Fine-tunes: every seed's last val top-1, then mean / std over seeds.
+    top1 = {
+        m: [last(scalars(ft_dir(w, m, seed)), 'accuracy/top1') for seed in SEEDS]
+        for m in MODELS
+    }
+    for m in MODELS:
+        entry = s['finetune'][m]
+        assert [entry['runs'][str(seed)]['top1'] for seed in SEEDS] == top1[m]
+        assert entry['mean'] == pytest.approx(mean(top1[m]))
+        assert entry['std'] == pytest.approx(statistics.stdev(top1[m]))
+        cell = f'{mean(top1[m]):.2f} ± {statistics.stdev(top1[m]):.2f} (n=2)'
+        assert cell in demo['stdout'] and cell in md, cell
+    # Paired differences student - teacher, same seed.
+    pairs = dict(
+        supervised=[('sup_student', 'sup_teacher')],
+        contrastive=[('moco_student', 'moco_teacher')],
+        multi=[('multi_student', 'sup_teacher'), ('multi_student', 'moco_teacher')])
+    for track, track_pairs in pairs.items():
+        assert [(c['student'], c['teacher']) for c in s['comparisons'][track]] == track_pairs
+        for comp, (student, teacher) in zip(s['comparisons'][track], track_pairs):
+            diffs = [a - b for a, b in zip(top1[student], top1[teacher])]
+            assert comp['finetune']['diffs'] == diffs
+            assert comp['finetune']['mean'] == pytest.approx(mean(diffs))
+            assert comp['finetune']['se'] == pytest.approx(statistics.stdev(diffs) / math.sqrt(2))
 
+    # Teachers and FD runs: their own logs.
+    assert s['teachers']['sup_teacher']['top1'] == last(
+        scalars(w / DIRS['sup_teacher']), 'accuracy/top1')
+    moco = scalars(w / DIRS['moco_teacher'])
+    assert s['teachers']['moco_teacher']['loss'] == dict(
+        first=first(moco, 'loss'), last=last(moco, 'loss'), iteration=last(moco, 'step'))
+    assert not any('accuracy/top1' in r for r in moco)  # no labels, no val loop
+    for m in STUDENTS:
+        assert s['fd'][m]['loss']['last'] == last(scalars(w / DIRS[m]), 'loss')
+    multi = scalars(w / DIRS['multi_student'])
+    for name in ('loss_sup', 'loss_moco'):  # one whitened loss per teacher
+        assert s['fd']['multi_student'][name]['last'] == last(multi, name)
+
+    # Linear probes.
+    probe = json.loads((w / 'diagnostics/probe/probe.json').read_text())
+    assert set(probe['models']) == set(MODELS) | {'random_init'}
+    for key, entry in probe['models'].items():
+        assert s['probe'][key]['top1'] == entry['top1']
+        assert s['probe'][key]['knn_top1'] == entry['knn_top1']
+        assert 0 <= entry['top1'] <= 100 and entry['C'] in probe['C_grid']
+        assert f'{entry["top1"]:.2f}' in demo['stdout']
+        assert f'{entry["knn_top1"]:.2f}' in demo['stdout']
+    assert s['probe']['pixels']['top1'] == probe['pixels']['top1']
+    learned = s['teacher_learned']['moco_teacher']
+    assert learned['probe_top1'] == probe['models']['moco_teacher']['top1']
+    assert learned['knn_top1'] == probe['models']['moco_teacher']['knn_top1']
+    assert learned['knn_margin'] == pytest.approx(probe['models']['moco_teacher']['knn_top1'] -
+                                                  probe['models']['random_init']['knn_top1'])
+    if not learned['learned']:  # the track says so instead of comparing
+        assert 'did NOT learn' in demo['stdout']
+        assert not s['comparisons']['contrastive'][0]['reported']
+
+    # Attention and landscape.
     attention = json.loads((w / 'diagnostics/attention/attention.json').read_text())['models']
-    for label in ('teacher', 'FD student'):
-        ours, theirs = s['attention'][label], attention[label]
+    for m in MODELS:
+        ours, theirs = s['attention'][m], attention[m]
         assert ours['attention_distance_mean'] == mean(theirs['distance_mean'])
-        assert ours['attention_distance_last_layer'] == theirs['distance_mean'][-1]
         assert ours['head_similarity_mean'] == mean(theirs['head_similarity'])
         assert ours['distance_spread_mean'] == mean(theirs['distance_spread'])
         assert len(theirs['distance_mean']) == 4  # one entry per block
-    assert attention['teacher']['target'] == 'teacher'
-    assert attention['FD student']['target'] == 'student'
-
+        assert f'{mean(theirs["distance_mean"]):.2f}' in demo['stdout']
     landscape = json.loads((w / 'diagnostics/landscape/landscape.json').read_text())['models']
-    for label in ('teacher', 'FD student'):
-        assert s['landscape'][label]['curvature'] == landscape[label]['sharpness']['curvature']
-
-    # The printed table and the Markdown show those same numbers.
-    markdown = (w / 'summary.md').read_text()
-    for value in (ft_teacher, ft_student):
-        assert f'{value:.2f} ±' in demo['stdout'] and f'{value:.2f} ±' in markdown
-    for label in ('teacher', 'FD student'):
-        number = f'{mean(attention[label]["distance_mean"]):.2f}'
-        assert number in demo['stdout'] and number in markdown
+    for m in MODELS:
+        curvatures = [landscape[f'{m}/s{seed}']['sharpness']['curvature'] for seed in SEEDS]
+        assert s['landscape'][m]['values'] == curvatures
+        assert s['landscape'][m]['mean'] == pytest.approx(mean(curvatures))
 
 
 def test_rerun_skips_completed_steps(demo):
     w = demo['work_dir']
-    checkpoints = sorted(w.glob('*/epoch_*.pth'))
+    checkpoints = sorted(w.glob('**/epoch_*.pth'))
+    assert len(checkpoints) == len(MODELS) * (1 + len(SEEDS))
     mtimes = {p: p.stat().st_mtime_ns for p in checkpoints}
     stdout, seconds = run_demo(w)
-    for number, step in enumerate(STEPS, start=1):
-        assert f'[{number}/{len(STEPS)}] {step:<11} skipped: done before' in stdout, stdout
-    assert 'steps run: 0 of 7' in stdout
+    for step in STEPS:
+        assert f'/{len(STEPS)}] {step:<22} skipped: done before' in stdout, stdout
+    assert f'steps run: 0 of {len(STEPS)}' in stdout
     assert {p: p.stat().st_mtime_ns for p in checkpoints} == mtimes
     again = json.loads((w / 'summary.json').read_text())
-    assert again['finetune'] == demo['summary']['finetune']
-    assert again['attention'] == demo['summary']['attention']
+    for key in ('finetune', 'comparisons', 'probe', 'attention', 'landscape', 'verdicts'):
+        assert again[key] == demo['summary'][key], key
     assert all(step['skipped'] for step in again['steps'].values())
     assert seconds < demo['seconds']
 
 
-def test_teacher_finetune_starts_from_every_teacher_weight(demo):
-    """The baseline is fair only if the whole teacher backbone (position embedding
-    included) is what fine-tuning starts from; only its final norm is dropped."""
+def test_teachers_are_what_fd_and_finetuning_start_from(demo):
+    """Fair baselines: each teacher's fine-tune starts from its whole backbone
+    (position embedding included; only its final norm is dropped), and the MoCo
+    teacher of FD and of the fine-tune is MoCo's online backbone, not its momentum
+    encoder, projector or predictor. The MoCo run never saw a label."""
     import torch
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
-    from mmpretrain.registry import MODELS
+    from mmpretrain.registry import MODELS as REGISTRY
 
-    import mmfd  # noqa: F401
+    from mmfd.diagnostics.loading import load_model
 
-    ckpt = demo['work_dir'] / 'teacher' / 'epoch_2.pth'
-    cfg = Config.fromfile(str(ROOT / 'configs/demo/ft_teacher_digits.py'))
-    cfg.model.backbone.init_cfg.checkpoint = str(ckpt)
+    w = demo['work_dir']
     init_default_scope('mmpretrain')
-    model = MODELS.build(cfg.model)
-    model.init_weights()
-    teacher = {
-        k[len('backbone.'):]: v
-        for k, v in torch.load(ckpt, map_location='cpu', weights_only=True)['state_dict'].items()
-        if k.startswith('backbone.')
-    }
-    mine = model.backbone.state_dict()
-    assert set(teacher) - set(mine) == {'ln1.weight', 'ln1.bias'}
-    for key, value in teacher.items():
-        if key in mine:
-            assert torch.equal(mine[key], value), key
+    for key in TEACHERS:
+        ckpt = w / DIRS[key] / 'epoch_2.pth'
+        state = torch.load(ckpt, map_location='cpu', weights_only=True)['state_dict']
+        teacher = {k[len('backbone.'):]: v for k, v in state.items() if k.startswith('backbone.')}
+        cfg = Config.fromfile(str(ROOT / 'configs/demo/ft_teacher_digits.py'))
+        cfg.model.backbone.init_cfg.checkpoint = str(ckpt)
+        model = REGISTRY.build(cfg.model)
+        model.init_weights()
+        mine = model.backbone.state_dict()
+        assert set(teacher) - set(mine) == {'ln1.weight', 'ln1.bias'}, key
+        for name, value in teacher.items():
+            if name in mine:
+                assert torch.equal(mine[name], value), (key, name)
+
+    moco = torch.load(
+        w / DIRS['moco_teacher'] / 'epoch_2.pth', map_location='cpu',
+        weights_only=True)['state_dict']
+    fd, _ = load_model(str(w / DIRS['moco_student'] / 'epoch_2.pth'))
+    taught = fd.teacher.backbone.state_dict()
+    online = {k[len('backbone.'):]: v for k, v in moco.items() if k.startswith('backbone.')}
+    assert set(taught) == set(online)
+    assert all(torch.equal(taught[k], online[k]) for k in online)
+    momentum = {k.split('module.0.', 1)[1]: v for k, v in moco.items() if '.module.0.' in k}
+    assert any(not torch.equal(momentum[k], online[k]) for k in online if k in momentum)
+
+    cfg = Config.fromfile(str(ROOT / 'configs/demo/moco_vit_digits.py'))
+    assert cfg.train_dataloader.dataset.with_label is False
+    for config in (ROOT / 'configs/demo').glob('*.py'):  # no mirrored digits anywhere
+        assert 'RandomFlip' not in config.read_text(), config

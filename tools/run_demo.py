@@ -1,26 +1,39 @@
 #!/usr/bin/env python
-"""`make demo`: the whole Feature Distillation pipeline on real images, on a CPU.
+"""`make demo`: Feature Distillation on real images, on a CPU, with seeds.
 
-    python tools/run_demo.py [--work-dir work_dirs/demo] [--force] [--scale 1.0]
+    python tools/run_demo.py [--tracks supervised,contrastive] [--seeds 3]
+                             [--work-dir work_dirs/demo] [--full] [--force]
 
 Real, labelled images that ship inside a package (scikit-learn's handwritten digits,
 1,797 images, 10 classes; nothing is downloaded) go through the same configs and
 tools a user runs at scale, each step a normal tools/*.py call with a config under
-configs/demo/:
+configs/demo/ (the fine-tunes of one model run tools/train.py once per seed, in one
+process: tools/fd_demo/finetune.py). Three tracks, each a teacher -> FD ->
+fine-tune comparison:
 
-  data        the digits as 32 px PNGs, ImageNet-style train/val folders (once)
-  teacher     tools/train.py teacher_deit_digits.py: a supervised DeiT-style ViT
-  fd          tools/train.py fd_deit_digits.py: FD of an FDViT student from it
-  ft_teacher  tools/train.py ft_teacher_digits.py: fine-tune the teacher (baseline)
-  ft_student  tools/train.py ft_fd_student_digits.py: the same fine-tune, FD student
-              (its config reads the FD checkpoint itself, converted in memory)
-  attention   tools/analyze_attention.py: attention distance, head diversity, maps
-  landscape   tools/loss_landscape.py: 1-D loss landscapes of both fine-tuned models
-  summary     summary.md / summary.json (numbers read from the files above)
+  supervised   a DeiT-style ViT trained on the labels (teacher_deit_digits.py)
+               -> FD student (fd_deit_digits.py)
+  contrastive  a ViT trained WITHOUT labels by mmpretrain's MoCo v3
+               (moco_vit_digits.py) -> FD student (fd_moco_digits.py): the paper's case
+  multi        both teachers -> one FD student (fd_multi_digits.py)
 
-Re-running skips the steps whose outputs exist (``--force`` re-runs everything);
-independent steps run side by side (``--jobs``). ``--scale`` multiplies every
-number of epochs; ``--tiny`` is the few-iteration version the tests run.
+Every teacher and every FD student is fine-tuned with ONE recipe
+(ft_digits_recipe.py) under --seeds seeds; the summary gives mean +/- std per
+model and the paired difference student - teacher (same seed, same data order)
+with its standard error. Then, on the trained networks:
+
+  probe        tools/fd_demo/probe.py: linear probe and 20-NN vote on frozen
+               features (teachers, FD students, an untrained ViT, raw pixels)
+  attention    tools/analyze_attention.py: attention distance, head diversity, maps
+  landscape    tools/loss_landscape.py: 1-D loss landscape of every fine-tune
+  summary      summary.md / summary.json: numbers read from the files above, and
+               per track in plain words whether the paper's direction shows
+
+Default: the supervised and contrastive tracks, 3 seeds (about 10 minutes on 2
+idle cores). --full: all three tracks, 5 seeds (about 15 minutes). Re-running
+skips the steps whose outputs exist (--force re-runs everything); independent
+steps run side by side (--jobs). --scale multiplies every number of epochs; --tiny is the few-iteration
+version the tests run.
 """
 import argparse
 import json
@@ -31,25 +44,78 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / 'tools'))  # the demo's helpers: tools/fd_demo/
 
 CONFIGS = ROOT / 'configs' / 'demo'
-# Full demo: (epochs, warm-up epochs) of each training step; attention / landscape sizes.
-FULL = dict(
+TRACKS = ('supervised', 'contrastive', 'multi')
+DEFAULT_TRACKS = ('supervised', 'contrastive')
+# (epochs, warm-up epochs) of each training step; seeds of the fine-tunes;
+# attention / landscape sizes. Chosen for the time budget (and, for MoCo, for a
+# teacher that learns: see the README) before any FD student was fine-tuned.
+DEFAULT = dict(
     per_class=None,
-    teacher=(30, 3),
+    sup_teacher=(30, 3),
+    moco_teacher=(20, 2),
     fd=(30, 3),
-    finetune=(15, 2),
+    finetune=(10, 2),
+    seeds=3,
     attention_images=64,
     landscape_points=11,
     landscape_images=128)
+FULL = dict(DEFAULT, seeds=5)
 TINY = dict(
     per_class=16,
-    teacher=(2, 1),
+    sup_teacher=(2, 1),
+    moco_teacher=(2, 1),
     fd=(2, 1),
     finetune=(2, 1),
+    seeds=2,
     attention_images=8,
     landscape_points=3,
     landscape_images=16)
+
+# The networks the demo fine-tunes: key -> (kind, track that trains it).
+TEACHERS = dict(
+    sup_teacher=dict(
+        config='teacher_deit_digits.py',
+        dir='supervised/teacher',
+        title='train a supervised DeiT-style ViT teacher (labels)'),
+    moco_teacher=dict(
+        config='moco_vit_digits.py',
+        dir='contrastive/teacher',
+        title='train a MoCo v3 ViT teacher (no labels)'))
+STUDENTS = dict(
+    sup_student=dict(
+        track='supervised',
+        config='fd_deit_digits.py',
+        dir='supervised/fd',
+        teachers=dict(teacher='sup_teacher'),
+        title='FD of an FDViT student from the supervised teacher'),
+    moco_student=dict(
+        track='contrastive',
+        config='fd_moco_digits.py',
+        dir='contrastive/fd',
+        teachers=dict(teacher='moco_teacher'),
+        title='FD of an FDViT student from the MoCo v3 teacher'),
+    multi_student=dict(
+        track='multi',
+        config='fd_multi_digits.py',
+        dir='multi/fd',
+        teachers={
+            'teachers.sup': 'sup_teacher',
+            'teachers.moco': 'moco_teacher'
+        },
+        title='FD of one FDViT student from both teachers'))
+LABEL = dict(
+    sup_teacher='supervised teacher',
+    moco_teacher='MoCo v3 teacher',
+    sup_student='FD student of the supervised teacher',
+    moco_student='FD student of the MoCo v3 teacher',
+    multi_student='FD student of both teachers')
+TEACHERS_OF_TRACK = dict(
+    supervised=('sup_teacher', ),
+    contrastive=('moco_teacher', ),
+    multi=('sup_teacher', 'moco_teacher'))
 
 
 def parse_args(argv=None):
@@ -61,6 +127,14 @@ def parse_args(argv=None):
         '--work-dir',
         default='work_dirs/demo',
         help='where data, checkpoints, logs, plots and the summary go')
+    parser.add_argument(
+        '--tracks',
+        help='comma-separated, from ' + ', '.join(TRACKS) +
+        f' (default {",".join(DEFAULT_TRACKS)}; --full: all)')
+    parser.add_argument(
+        '--seeds', type=int, help='fine-tune seeds per model (default 3; --full 5; --tiny 2)')
+    parser.add_argument(
+        '--full', action='store_true', help='all three tracks and 5 seeds (about 15 minutes)')
     parser.add_argument('--force', action='store_true', help='re-run every step')
     parser.add_argument(
         '--scale',
@@ -78,10 +152,32 @@ def parse_args(argv=None):
         default=1,
         help='torch threads per step (default 1: with --jobs 2 that uses '
         'two cores and copes with a busy machine)')
-    parser.add_argument('--seed', type=int, default=0, help='seed of every training run')
+    parser.add_argument(
+        '--seed',
+        type=int,
+        default=0,
+        help='seed of the teachers and FD runs; fine-tune k uses seed + k')
     parser.add_argument('--no-landscape', action='store_true', help='skip the loss landscapes')
     parser.add_argument('--no-progress', action='store_true', help='no progress bars')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.tracks is None:
+        args.tracks = TRACKS if args.full else DEFAULT_TRACKS
+    else:
+        args.tracks = tuple(t.strip() for t in args.tracks.split(',') if t.strip())
+        unknown = sorted(set(args.tracks) - set(TRACKS))
+        if unknown or not args.tracks:
+            parser.error(f'--tracks: unknown {unknown}; choose from {", ".join(TRACKS)}')
+        args.tracks = tuple(t for t in TRACKS if t in args.tracks)  # canonical order
+    return args
+
+
+def profile_of(args) -> dict:
+    profile = dict(TINY if args.tiny else FULL if args.full else DEFAULT)
+    if args.seeds is not None:
+        if args.seeds < 1:
+            raise SystemExit('--seeds must be >= 1')
+        profile['seeds'] = args.seeds
+    return profile
 
 
 def schedule(epochs_warmup, scale):
@@ -108,6 +204,32 @@ def config_digest(path) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def image_size() -> int:
+    """The side of the written digits: the configs' input size, so that no step
+    resizes them again."""
+    from mmengine.config import Config
+    return int(Config.fromfile(str(CONFIGS / 'digits_common.py')).img_size)
+
+
+def plan(tracks):
+    """(teachers, students, fine-tuned models) that the tracks need, in run order."""
+    teachers = [t for t in TEACHERS if any(t in TEACHERS_OF_TRACK[k] for k in tracks)]
+    students = [s for s, spec in STUDENTS.items() if spec['track'] in tracks]
+    return teachers, students, teachers + students
+
+
+def comparisons(tracks):
+    """track -> [(student, teacher)] pairs of fine-tuned models compared."""
+    out = {}
+    if 'supervised' in tracks:
+        out['supervised'] = [('sup_student', 'sup_teacher')]
+    if 'contrastive' in tracks:
+        out['contrastive'] = [('moco_student', 'moco_teacher')]
+    if 'multi' in tracks:
+        out['multi'] = [('multi_student', 'sup_teacher'), ('multi_student', 'moco_teacher')]
+    return out
+
+
 def build_steps(args, profile, work_dir: Path):
     from fd_demo.digits import write_digits
     from fd_demo.steps import Step
@@ -117,100 +239,145 @@ def build_steps(args, profile, work_dir: Path):
     data_opts = [
         f'{split}_dataloader.dataset.data_root={data}' for split in ('train', 'val', 'test')
     ]
-    seed = [f'randomness.seed={args.seed}']
-    dirs = dict(
-        teacher=work_dir / 'teacher',
-        fd=work_dir / 'fd',
-        ft_teacher=work_dir / 'ft_teacher',
-        ft_student=work_dir / 'ft_fd_student',
-        attention=work_dir / 'diagnostics' / 'attention',
-        landscape=work_dir / 'diagnostics' / 'landscape')
+    teachers, students, models = plan(args.tracks)
+    seeds = [args.seed + k for k in range(profile['seeds'])]
+    diagnostics = work_dir / 'diagnostics'
+    dirs = dict(probe=diagnostics / 'probe', attention=diagnostics / 'attention')
+    if not args.no_landscape:
+        dirs['landscape'] = diagnostics / 'landscape'
+    ckpt, finetunes = {}, {}
 
-    t_epochs, t_opts = schedule(profile['teacher'], args.scale)
-    f_epochs, f_opts = schedule(profile['fd'], args.scale)
-    ft_epochs, ft_opts = schedule(profile['finetune'], args.scale)
-    teacher_ckpt = dirs['teacher'] / f'epoch_{t_epochs}.pth'
-    fd_ckpt = dirs['fd'] / f'epoch_{f_epochs}.pth'
-    ft_ckpts = {k: dirs[k] / f'epoch_{ft_epochs}.pth' for k in ('ft_teacher', 'ft_student')}
-
-    def train(name, config, opts, epochs, deps, title, extra=()):
+    def train(name, config, opts, epochs, deps, title, out_dir, seed):
         return Step(
             name,
             title,
             deps=deps,
             epochs=epochs,
-            outputs=[dirs[name] / f'epoch_{epochs}.pth'],
-            clean=[dirs[name]],
+            outputs=[out_dir / f'epoch_{epochs}.pth'],
+            clean=[out_dir],
             settings=dict(config=config_digest(CONFIGS / config)),
             command=[
-                py, ROOT / 'tools' / 'train.py', CONFIGS / config, '--work-dir', dirs[name],
-                '--cfg-options', *opts, *extra, *seed
+                py, ROOT / 'tools' / 'train.py', CONFIGS / config, '--work-dir', out_dir,
+                '--cfg-options', *opts, f'randomness.seed={seed}'
             ])
 
+    size = image_size()
     steps = [
         Step(
             'data',
             'write the digits as train/val image folders',
             func=lambda: write_digits(
-                data, size=32, per_class=profile['per_class'], force=args.force),
+                data, size=size, per_class=profile['per_class'], force=args.force),
             outputs=[data / 'digits.json'],
-            settings=dict(per_class=profile['per_class'])),
-        train('teacher', 'teacher_deit_digits.py', data_opts + t_opts, t_epochs, ['data'],
-              'train a supervised DeiT-style ViT teacher'),
-        train(
-            'fd',
-            'fd_deit_digits.py',
-            data_opts[:1] + f_opts,
-            f_epochs, ['teacher'],
-            'distil an FDViT student from the teacher (FD)',
-            extra=[
-                f'model.teacher.checkpoint={teacher_ckpt}',
-                f'model.teacher.config={CONFIGS / "teacher_deit_digits.py"}'
-            ]),
-        train(
-            'ft_teacher',
-            'ft_teacher_digits.py',
-            data_opts + ft_opts,
-            ft_epochs, ['teacher'],
-            'fine-tune the teacher (baseline)',
-            extra=[f'model.backbone.init_cfg.checkpoint={teacher_ckpt}']),
-        train(
-            'ft_student',
-            'ft_fd_student_digits.py',
-            data_opts + ft_opts,
-            ft_epochs, ['fd'],
-            'fine-tune the FD student (same recipe)',
-            extra=[f'model.backbone.init_cfg.checkpoint={fd_ckpt}']),
+            settings=dict(per_class=profile['per_class'], size=size))
+    ]
+    # Longest chains first (the runner starts the first runnable step in list
+    # order): MoCo -> its FD -> the student's fine-tunes.
+    for key in sorted(teachers, key=lambda k: k != 'moco_teacher'):
+        spec = TEACHERS[key]
+        epochs, opts = schedule(profile[key], args.scale)
+        out_dir = work_dir / spec['dir']
+        dirs[key] = out_dir
+        ckpt[key] = out_dir / f'epoch_{epochs}.pth'
+        opts = (data_opts if key == 'sup_teacher' else data_opts[:1]) + opts
+        steps.append(
+            train(key, spec['config'], opts, epochs, ['data'], spec['title'], out_dir, args.seed))
+    f_epochs, f_opts = schedule(profile['fd'], args.scale)
+    for key in students:
+        spec = STUDENTS[key]
+        out_dir = work_dir / spec['dir']
+        dirs[key] = out_dir
+        ckpt[key] = out_dir / f'epoch_{f_epochs}.pth'
+        teacher_opts = []
+        for option, teacher in spec['teachers'].items():
+            teacher_opts += [
+                f'model.{option}.checkpoint={ckpt[teacher]}',
+                f'model.{option}.config={CONFIGS / TEACHERS[teacher]["config"]}'
+            ]
+        steps.append(
+            train(
+                key.replace('_student', '_fd'),
+                spec['config'], data_opts[:1] + f_opts + teacher_opts, f_epochs,
+                list(spec['teachers'].values()), spec['title'], out_dir, args.seed))
+    ft_epochs, ft_opts = schedule(profile['finetune'], args.scale)
+    ft_steps = []
+    for key in models:
+        deps = [key] if key in TEACHERS else [key.replace('_student', '_fd')]
+        config = CONFIGS / ('ft_teacher_digits.py'
+                            if key in TEACHERS else 'ft_fd_student_digits.py')
+        out_dir = work_dir / 'finetune' / key
+        finetunes[key] = {seed: out_dir / f'seed{seed}' for seed in seeds}
+        # All seeds of a model in one process (tools/fd_demo/finetune.py runs
+        # tools/train.py once per seed): a fresh process costs as much as a
+        # short fine-tune on a CPU.
+        ft_steps.append(
+            Step(
+                f'ft_{key}',
+                f'fine-tune the {LABEL[key]} ({len(seeds)} seed{"s" * (len(seeds) > 1)})',
+                deps=deps,
+                epochs=ft_epochs,
+                runs=len(seeds),
+                outputs=[d / f'epoch_{ft_epochs}.pth' for d in finetunes[key].values()],
+                clean=[out_dir],
+                settings=dict(config=config_digest(config)),
+                command=[
+                    py, ROOT / 'tools' / 'fd_demo' / 'finetune.py', config, '--work-dir', out_dir,
+                    '--seeds', *[str(s) for s in seeds], '--cfg-options', *data_opts, *ft_opts,
+                    f'model.backbone.init_cfg.checkpoint={ckpt[key]}'
+                ]))
+    # Students before teachers: a student waits for its FD run, a teacher's
+    # fine-tunes can fill the gaps.
+    steps += sorted(ft_steps, key=lambda step: step.name.endswith('_teacher'))
+
+    fd_steps = [k.replace('_student', '_fd') for k in students]
+    probe_models = [(ckpt[k], 'student', k) for k in models]
+    probe_models.append((CONFIGS / 'moco_vit_digits.py', 'student', 'random_init'))
+    steps.append(
+        Step(
+            'probe',
+            'linear probes of frozen features',
+            deps=teachers + fd_steps,
+            outputs=[dirs['probe'] / 'probe.json'],
+            clean=[dirs['probe']],
+            command=[
+                py, ROOT / 'tools' / 'fd_demo' / 'probe.py', *[m[0] for m in probe_models],
+                '--model', *[m[1] for m in probe_models], '--labels', *[m[2] for m in probe_models],
+                '--data', data, '--out', dirs['probe'], '--pixels', '--seed',
+                str(args.seed)
+            ]))
+    steps.append(
         Step(
             'attention',
-            'attention distance / head diversity of teacher and student',
-            deps=['fd'],
+            'attention distance / head diversity of teachers and students',
+            deps=teachers + fd_steps,
             outputs=[dirs['attention'] / 'attention.json'],
             clean=[dirs['attention']],
             command=[
-                py, ROOT / 'tools' / 'analyze_attention.py', fd_ckpt, fd_ckpt, '--model', 'teacher',
-                'student', '--labels', 'teacher', 'FD student', '--images', data / 'val', '--out',
+                py, ROOT / 'tools' / 'analyze_attention.py', *[ckpt[k] for k in models], '--model',
+                'student', '--labels', *models, '--images', data / 'val', '--out',
                 dirs['attention'], '--num-images',
-                str(profile['attention_images']), '--batch-size', '32', '--device', 'cpu'
-            ]),
-    ]
+                str(profile['attention_images']), '--batch-size', '64', '--device', 'cpu'
+            ]))
     if not args.no_landscape:
+        runs = [(key, seed) for key in models for seed in seeds]
         steps.append(
             Step(
                 'landscape',
-                'loss landscapes of both fine-tuned models',
-                deps=['ft_teacher', 'ft_student'],
+                'loss landscapes of every fine-tuned model',
+                deps=[f'ft_{key}' for key in models],
                 outputs=[dirs['landscape'] / 'landscape.json'],
                 clean=[dirs['landscape']],
                 command=[
-                    py, ROOT / 'tools' / 'loss_landscape.py', ft_ckpts['ft_teacher'],
-                    ft_ckpts['ft_student'], '--labels', 'teacher', 'FD student', '--dataloader',
-                    'val', '--dim', '1', '--points',
+                    py, ROOT / 'tools' / 'loss_landscape.py',
+                    *[finetunes[key][seed] / f'epoch_{ft_epochs}.pth'
+                      for key, seed in runs], '--labels', *[f'{key}/s{seed}' for key, seed in runs],
+                    '--dataloader', 'val', '--dim', '1', '--points',
                     str(profile['landscape_points']), '--num-images',
-                    str(profile['landscape_images']), '--batch-size', '64', '--seed',
+                    str(profile['landscape_images']), '--batch-size', '128', '--seed',
                     str(args.seed), '--device', 'cpu', '--out', dirs['landscape']
                 ]))
-    return steps, dirs, data
+    layout = dict(dirs=dirs, finetunes=finetunes, seeds=seeds, models=models)
+    return steps, layout, data
 
 
 def main(argv=None):
@@ -218,17 +385,18 @@ def main(argv=None):
     started = time.time()
     work_dir = Path(args.work_dir).resolve()
     work_dir.mkdir(parents=True, exist_ok=True)
-    profile = dict(TINY if args.tiny else FULL)
+    profile = profile_of(args)
 
-    print(f'mmfd demo: Feature Distillation on handwritten digits -> {work_dir}', flush=True)
     print(
-        f'  {args.jobs} steps at a time, {args.threads} torch thread(s) each; '
+        f'mmfd demo: Feature Distillation on handwritten digits -> {work_dir}\n'
+        f'  tracks: {", ".join(args.tracks)}; {profile["seeds"]} fine-tune seed(s) per model; '
+        f'{args.jobs} steps at a time, {args.threads} torch thread(s) each; '
         f'logs in {work_dir / "logs"}',
         flush=True)
     from fd_demo import summary as summary_lib
     from fd_demo.steps import StepFailed, StepRunner, format_seconds
 
-    steps, dirs, data = build_steps(args, profile, work_dir)
+    steps, layout, data = build_steps(args, profile, work_dir)
     env = dict(os.environ)
     env['PYTHONPATH'] = os.pathsep.join([str(ROOT)] +
                                         ([env['PYTHONPATH']] if env.get('PYTHONPATH') else []))
@@ -254,6 +422,7 @@ def main(argv=None):
         name:
         dict(
             seconds=round(r['seconds'], 2),
+            cpu_seconds=round(r['cpu_seconds'], 2) if r.get('cpu_seconds') is not None else None,
             skipped=r['skipped'],
             command=r.get('command'),
             threads=r.get('threads'))
@@ -261,6 +430,9 @@ def main(argv=None):
     }
     settings = dict(
         tiny=args.tiny,
+        full=args.full,
+        tracks=list(args.tracks),
+        seeds=layout['seeds'],
         scale=args.scale,
         jobs=args.jobs,
         threads=args.threads,
@@ -268,25 +440,30 @@ def main(argv=None):
         cpu_count=os.cpu_count(),
         load_average_at_end=[round(x, 2) for x in os.getloadavg()],
         invocation_wall_seconds=round(time.time() - started, 2),
+        # CPU time of every step (this run's or the earlier run's that it skipped):
+        # on a shared machine, what the pipeline costs whatever the neighbours do.
+        pipeline_cpu_seconds=round(sum(r.get('cpu_seconds') or 0 for r in results.values()), 1),
         pipeline_wall_seconds=round(
             max(r['finished'] for r in results.values()) - min(r['started']
                                                                for r in results.values()), 2))
-    paths = dict(dirs)
-    if args.no_landscape:
-        paths.pop('landscape')
-    summary = summary_lib.build_summary(paths, step_info, manifest, settings)
+    summary = summary_lib.build_summary(layout, comparisons(args.tracks), step_info, manifest,
+                                        settings)
     written = summary_lib.write_summary(summary, work_dir)
 
     print('\n' + summary_lib.format_table(summary))
-    for note in summary_lib.notes(summary):
-        print(note)
+    print()
+    for line in summary_lib.notes(summary):
+        print(line)
     print('\nplots:')
     for name, path in summary['plots'].items():
         print(f'  {name:<24} {path}')
     print(f'\nsummary: {written["markdown"]}, {written["json"]}')
     print(f'steps run: {len(ran)} of {len(results)}; '
           f'wall time {format_seconds(time.time() - started)}'
-          f' (pipeline span {format_seconds(settings["pipeline_wall_seconds"])})')
+          f' (pipeline span {format_seconds(settings["pipeline_wall_seconds"])}, '
+          f'{format_seconds(settings["pipeline_cpu_seconds"])} of CPU time in the steps; '
+          f'load average at the end {settings["load_average_at_end"][0]:.1f} '
+          f'on {settings["cpu_count"]} CPUs)')
     if args.tiny:
         print('(--tiny: a few iterations on a few images; the numbers mean nothing)')
     return 0
