@@ -32,8 +32,8 @@ with its standard error. Then, on the trained networks:
 Default: the supervised and contrastive tracks, 3 seeds (about 10 minutes on 2
 idle cores). --full: all three tracks, 5 seeds (about 15 minutes). Re-running
 skips the steps whose outputs exist (--force re-runs everything); independent
-steps run side by side (--jobs). --scale multiplies every number of epochs; --tiny is the few-iteration
-version the tests run.
+steps run side by side (--jobs). --scale multiplies every number of epochs;
+--tiny is the few-iteration version the tests run.
 """
 import argparse
 import json
