@@ -16,6 +16,8 @@ fine-tune comparison:
   contrastive  a ViT trained WITHOUT labels by mmpretrain's MoCo v3
                (moco_vit_digits.py) -> FD student (fd_moco_digits.py): the paper's case
   multi        both teachers -> one FD student (fd_multi_digits.py)
+  control      the students' architecture fine-tuned from its initialisation
+               (ft_scratch_digits.py): what FD adds beyond the architecture
 
 Every teacher and every FD student is fine-tuned with ONE recipe
 (ft_digits_recipe.py) under --seeds seeds; the summary gives mean +/- std per
@@ -30,7 +32,7 @@ with its standard error. Then, on the trained networks:
                per track in plain words whether the paper's direction shows
 
 Default: the supervised and contrastive tracks, 3 seeds (about 10 minutes on 2
-idle cores). --full: all three tracks, 5 seeds (about 15 minutes). Re-running
+idle cores). --full: all four tracks, 5 seeds (about 15 minutes). Re-running
 skips the steps whose outputs exist (--force re-runs everything); independent
 steps run side by side (--jobs). --scale multiplies every number of epochs;
 --tiny is the few-iteration version the tests run.
@@ -47,7 +49,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / 'tools'))  # the demo's helpers: tools/fd_demo/
 
 CONFIGS = ROOT / 'configs' / 'demo'
-TRACKS = ('supervised', 'contrastive', 'multi')
+TRACKS = ('supervised', 'contrastive', 'multi', 'control')
 DEFAULT_TRACKS = ('supervised', 'contrastive')
 # (epochs, warm-up epochs) of each training step; seeds of the fine-tunes;
 # attention / landscape sizes. Chosen for the time budget (and, for MoCo, for a
@@ -111,11 +113,13 @@ LABEL = dict(
     moco_teacher='MoCo v3 teacher',
     sup_student='FD student of the supervised teacher',
     moco_student='FD student of the MoCo v3 teacher',
-    multi_student='FD student of both teachers')
+    multi_student='FD student of both teachers',
+    scratch='FDViT from its initialisation (control)')
 TEACHERS_OF_TRACK = dict(
     supervised=('sup_teacher', ),
     contrastive=('moco_teacher', ),
-    multi=('sup_teacher', 'moco_teacher'))
+    multi=('sup_teacher', 'moco_teacher'),
+    control=())
 
 
 def parse_args(argv=None):
@@ -134,7 +138,7 @@ def parse_args(argv=None):
     parser.add_argument(
         '--seeds', type=int, help='fine-tune seeds per model (default 3; --full 5; --tiny 2)')
     parser.add_argument(
-        '--full', action='store_true', help='all three tracks and 5 seeds (about 15 minutes)')
+        '--full', action='store_true', help='all four tracks and 5 seeds (about 15 minutes)')
     parser.add_argument('--force', action='store_true', help='re-run every step')
     parser.add_argument(
         '--scale',
@@ -215,7 +219,8 @@ def plan(tracks):
     """(teachers, students, fine-tuned models) that the tracks need, in run order."""
     teachers = [t for t in TEACHERS if any(t in TEACHERS_OF_TRACK[k] for k in tracks)]
     students = [s for s, spec in STUDENTS.items() if spec['track'] in tracks]
-    return teachers, students, teachers + students
+    control = ['scratch'] if 'control' in tracks else []
+    return teachers, students, teachers + students + control
 
 
 def comparisons(tracks):
@@ -227,6 +232,10 @@ def comparisons(tracks):
         out['contrastive'] = [('moco_student', 'moco_teacher')]
     if 'multi' in tracks:
         out['multi'] = [('multi_student', 'sup_teacher'), ('multi_student', 'moco_teacher')]
+    if 'control' in tracks:
+        # Every FD student run against the same architecture trained from scratch.
+        _, students, _ = plan(tracks)
+        out['control'] = [(student, 'scratch') for student in students]
     return out
 
 
@@ -302,9 +311,13 @@ def build_steps(args, profile, work_dir: Path):
     ft_epochs, ft_opts = schedule(profile['finetune'], args.scale)
     ft_steps = []
     for key in models:
-        deps = [key] if key in TEACHERS else [key.replace('_student', '_fd')]
-        config = CONFIGS / ('ft_teacher_digits.py'
-                            if key in TEACHERS else 'ft_fd_student_digits.py')
+        if key == 'scratch':  # the control: nothing to start from
+            deps, config, init = ['data'], CONFIGS / 'ft_scratch_digits.py', []
+        else:
+            deps = [key] if key in TEACHERS else [key.replace('_student', '_fd')]
+            config = CONFIGS / ('ft_teacher_digits.py'
+                                if key in TEACHERS else 'ft_fd_student_digits.py')
+            init = [f'model.backbone.init_cfg.checkpoint={ckpt[key]}']
         out_dir = work_dir / 'finetune' / key
         finetunes[key] = {seed: out_dir / f'seed{seed}' for seed in seeds}
         # All seeds of a model in one process (tools/fd_demo/finetune.py runs
@@ -323,14 +336,15 @@ def build_steps(args, profile, work_dir: Path):
                 command=[
                     py, ROOT / 'tools' / 'fd_demo' / 'finetune.py', config, '--work-dir', out_dir,
                     '--seeds', *[str(s) for s in seeds], '--cfg-options', *data_opts, *ft_opts,
-                    f'model.backbone.init_cfg.checkpoint={ckpt[key]}'
+                    *init
                 ]))
-    # Students before teachers: a student waits for its FD run, a teacher's
-    # fine-tunes can fill the gaps.
-    steps += sorted(ft_steps, key=lambda step: step.name.endswith('_teacher'))
+    # Students first: a student waits for its FD run, the teachers' and the
+    # control's fine-tunes can fill the gaps.
+    steps += sorted(ft_steps, key=lambda step: not step.name.endswith('_student'))
 
     fd_steps = [k.replace('_student', '_fd') for k in students]
-    probe_models = [(ckpt[k], 'student', k) for k in models]
+    pretrained = teachers + students  # the networks before any fine-tune
+    probe_models = [(ckpt[k], 'student', k) for k in pretrained]
     probe_models.append((CONFIGS / 'moco_vit_digits.py', 'student', 'random_init'))
     steps.append(
         Step(
@@ -353,8 +367,8 @@ def build_steps(args, profile, work_dir: Path):
             outputs=[dirs['attention'] / 'attention.json'],
             clean=[dirs['attention']],
             command=[
-                py, ROOT / 'tools' / 'analyze_attention.py', *[ckpt[k] for k in models], '--model',
-                'student', '--labels', *models, '--images', data / 'val', '--out',
+                py, ROOT / 'tools' / 'analyze_attention.py', *[ckpt[k] for k in pretrained],
+                '--model', 'student', '--labels', *pretrained, '--images', data / 'val', '--out',
                 dirs['attention'], '--num-images',
                 str(profile['attention_images']), '--batch-size', '64', '--device', 'cpu'
             ]))
