@@ -206,12 +206,8 @@ def load_checkpoint_file(path,
 def _read_sharded(path: str) -> dict:
     """A sharded (FSDP2) checkpoint directory, reassembled in this process: what its
     consolidated single file would hold, without the optimizer state."""
-    from mmfd.engine.strategies.sharded_checkpoint import (check_sharded_checkpoint, load_extra,
-                                                           read_full_state)
-    check_sharded_checkpoint(path)
-    checkpoint = dict(load_extra(path))
-    checkpoint['state_dict'] = read_full_state(path)[0]
-    return checkpoint
+    from mmfd.engine.strategies.sharded_checkpoint import read_sharded_checkpoint
+    return read_sharded_checkpoint(path)
 
 
 def save_safetensors(state_dict: Dict[str, torch.Tensor],

@@ -128,10 +128,10 @@ def read_full_state(directory: str) -> Tuple[dict, dict]:
     return state.get('state_dict', {}), state.get('optimizer', {})
 
 
-def consolidate(directory: str, out_file: str, with_optimizer: bool = False) -> dict:
-    """Writes the single-file checkpoint of a sharded one (what DDP would have saved:
-    ``meta``, ``state_dict``, ``message_hub``...), readable by
-    ``tools/convert_fd_checkpoint.py``, ``load_from`` and the downstream configs."""
+def read_sharded_checkpoint(directory: str, with_optimizer: bool = False) -> dict:
+    """A complete sharded checkpoint reassembled in this process, as the single file
+    DDP would have saved (``meta``, ``state_dict``, ``message_hub``...); the
+    optimizer state only on request. A CheckpointError names what is missing."""
     marker = check_sharded_checkpoint(directory)
     model_state, optim_state = read_full_state(directory)
     checkpoint = dict(load_extra(directory))
@@ -142,9 +142,16 @@ def consolidate(directory: str, out_file: str, with_optimizer: bool = False) -> 
         checkpoint['optimizer'] = optim_state
     checkpoint.setdefault('meta', {})['consolidated_from'] = dict(
         path=osp.abspath(directory), world_size=marker['world_size'])
+    return checkpoint
+
+
+def consolidate(directory: str, out_file: str, with_optimizer: bool = False) -> dict:
+    """Writes :func:`read_sharded_checkpoint` as one file, readable by
+    ``tools/convert_fd_checkpoint.py``, ``load_from`` and the downstream configs."""
     import io
 
     from mmfd.engine.reliability.atomic_io import atomic_write
+    checkpoint = read_sharded_checkpoint(directory, with_optimizer)
     buffer = io.BytesIO()
     torch.save(checkpoint, buffer)
     atomic_write(out_file, buffer.getvalue())
