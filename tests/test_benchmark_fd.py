@@ -1,4 +1,4 @@
-"""tools/benchmark_fd.py runs at tiny size (its figures are not asserted: timing
+"""tools/analysis_tools/benchmark_fd.py runs at tiny size (its figures are not asserted: timing
 belongs in the issue note, not in timed tests)."""
 import json
 import sys
@@ -10,8 +10,9 @@ def test_benchmark_tool_runs_and_reports(tmp_path):
     teacher = make_timm_vit_checkpoint(tmp_path / 'teacher.pth')
     out = tmp_path / 'bench.json'
     result = run_train([
-        sys.executable, 'tools/benchmark_fd.py', 'tests/configs/tiny_fd.py', '--batch', '2',
-        '--iters', '2', '--warmup', '1', '--repeats', '2', '--amp', '--flops', '--json',
+        sys.executable, 'tools/analysis_tools/benchmark_fd.py', 'tests/configs/tiny_fd.py',
+        '--batch', '2', '--iters', '2', '--warmup', '1', '--repeats', '2', '--amp', '--flops',
+        '--json',
         str(out), '--cfg-options', f'model.teacher.checkpoint={teacher}'
     ])
     assert result.returncode == 0, result.stderr[-3000:]
@@ -27,8 +28,9 @@ def test_benchmark_two_teachers(tmp_path):
     """The floor runs both teachers and both heads; random teacher weights (no file)."""
     out = tmp_path / 'bench2.json'
     result = run_train([
-        sys.executable, 'tools/benchmark_fd.py', 'tests/configs/tiny_fd_two_teachers.py', '--batch',
-        '2', '--iters', '1', '--warmup', '1', '--repeats', '1', '--json',
+        sys.executable, 'tools/analysis_tools/benchmark_fd.py',
+        'tests/configs/tiny_fd_two_teachers.py', '--batch', '2', '--iters', '1', '--warmup', '1',
+        '--repeats', '1', '--json',
         str(out)
     ])
     assert result.returncode == 0, result.stderr[-3000:]

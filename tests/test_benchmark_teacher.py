@@ -1,4 +1,4 @@
-"""tools/benchmark_teacher.py on a tiny timm teacher: one timed forward, every figure
+"""tools/analysis_tools/benchmark_teacher.py on a tiny timm teacher: one timed forward, every figure
 reported and positive."""
 import importlib.util
 import json
@@ -6,7 +6,8 @@ import os
 
 import pytest
 
-TOOL = os.path.join(os.path.dirname(__file__), '..', 'tools', 'benchmark_teacher.py')
+TOOL = os.path.join(
+    os.path.dirname(__file__), '..', 'tools', 'analysis_tools', 'benchmark_teacher.py')
 TINY = dict(
     type='TimmTeacher',
     model='vit_base_patch14_reg4_dinov2',

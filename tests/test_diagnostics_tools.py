@@ -1,4 +1,5 @@
-"""tools/analyze_attention.py and tools/loss_landscape.py on tiny mmengine checkpoints."""
+"""tools/analysis_tools/analyze_attention.py and loss_landscape.py on tiny mmengine
+checkpoints."""
 import importlib.util
 import json
 from pathlib import Path
@@ -19,7 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def tool(name):
-    spec = importlib.util.spec_from_file_location(name, REPO / 'tools' / f'{name}.py')
+    path = REPO / 'tools' / 'analysis_tools' / f'{name}.py'
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -155,7 +157,7 @@ def test_load_model_uses_the_top_level_data_preprocessor(tmp_path):
     from mmengine.config import Config
 
     from mmfd.diagnostics.loading import load_model
-    cfg = Config.fromfile('configs/fd/deit_vitb.py')
+    cfg = Config.fromfile('configs/fd/fd_deit-vit-b16_vit-b16_16xb128-amp-coslr-300e_in1k.py')
     assert 'data_preprocessor' not in cfg.model
     path = tmp_path / 'cfg.py'
     cfg.model.teacher.update(checkpoint=None, allow_random_init=True)

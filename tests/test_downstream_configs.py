@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+from config_names import finetune_config
 from mmengine.config import Config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,7 +26,7 @@ DOWNSTREAM = sorted((REPO / 'configs/mmdet').glob('*.py')) + sorted(
 
 @pytest.mark.parametrize('name', sorted(FINETUNE))
 def test_finetune_recipe(name):
-    cfg = Config.fromfile(REPO / 'configs/finetune' / name, import_custom_modules=False)
+    cfg = Config.fromfile(REPO / finetune_config(name[:-3]), import_custom_modules=False)
     drop_path, lr, decay, epochs, warmup, warmup_from = FINETUNE[name]
     backbone = cfg.model.backbone
     assert backbone.drop_path_rate == drop_path
@@ -98,10 +99,12 @@ def test_detection_segmentation_configs(path):
         assert cfg.model.decode_head.num_classes == 150
 
 
-# (config, toolbox target of tools/convert_fd_checkpoint.py, FD student kind)
+# (config, toolbox target of tools/model_converters/convert_fd_checkpoint.py, FD student kind)
 DIRECT = [
-    ('configs/finetune/clip_vitb_ft100e_in1k.py', 'mmpretrain', 'vit'),
-    ('configs/finetune/esvit_swinv2b_ft100e_in1k.py', 'mmpretrain', 'swin'),
+    ('configs/fd/benchmarks/vit-base-p16_fd-clip-vit-b16_8xb128-coslr-100e_in1k.py', 'mmpretrain',
+     'vit'),
+    ('configs/fd/benchmarks/swinv2-base-w14_fd-esvit-swin-b_8xb128-coslr-100e_in1k.py',
+     'mmpretrain', 'swin'),
     ('configs/mmdet/mask-rcnn_fd-clip-vitb_simplefpn_lsj-100e_coco.py', 'mmdet', 'vit'),
     ('configs/mmdet/mask-rcnn_fd-esvit-swinv2b_fpn_ms-crop-3x_coco.py', 'mmdet', 'swin'),
     ('configs/mmseg/upernet_fd-clip-vitb_mln_8xb2-amp-160k_ade20k-512x512.py', 'mmseg', 'vit'),
@@ -114,7 +117,7 @@ def test_config_loads_the_fd_checkpoint_like_the_converted_file(tmp_path, config
     """Each downstream config's backbone (tiny widths, its own grid and options),
     built by the toolbox registry and initialised from the FD checkpoint itself,
     equals (torch.equal, every tensor) the same backbone loaded from the file
-    tools/convert_fd_checkpoint.py writes for that toolbox and size, after the
+    tools/model_converters/convert_fd_checkpoint.py writes for that toolbox and size, after the
     backbone's own init_weights."""
     import torch
     from downstream_fixtures import (TINY_SWIN, TINY_SWIN_IMG, TINY_SWIN_WINDOWS, TINY_VIT,

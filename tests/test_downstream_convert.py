@@ -3,6 +3,7 @@ the simple feature pyramid (unit level; the train loops are in
 test_downstream_train.py)."""
 import importlib.util
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -174,8 +175,8 @@ def test_safetensors_export_loads(fd_vit, tmp_path):
 
 def test_cli(fd_vit, tmp_path, capsys):
     path, _ = fd_vit
-    spec = importlib.util.spec_from_file_location('convert_fd_checkpoint',
-                                                  REPO / 'tools' / 'convert_fd_checkpoint.py')
+    spec = importlib.util.spec_from_file_location(
+        'convert_fd_checkpoint', REPO / 'tools' / 'model_converters' / 'convert_fd_checkpoint.py')
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
     out = tmp_path / 'cli.pth'
@@ -530,8 +531,8 @@ def test_weights_redrawn_by_the_owners_init_fail_at_the_first_forward(tmp_path):
 def test_cli_publish_names_the_file_by_its_sha256(fd_vit, tmp_path, capsys):
     import hashlib
     path, _ = fd_vit
-    spec = importlib.util.spec_from_file_location('convert_fd_checkpoint',
-                                                  REPO / 'tools' / 'convert_fd_checkpoint.py')
+    spec = importlib.util.spec_from_file_location(
+        'convert_fd_checkpoint', REPO / 'tools' / 'model_converters' / 'convert_fd_checkpoint.py')
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
     assert tool.main([str(path), str(tmp_path / 'fd_vit.pth'), '--publish']) == 0
@@ -550,3 +551,37 @@ def test_convert_on_a_converted_file_says_so(fd_vit, tmp_path, name):
         build_initialised(
             dict(VIT_BACKBONE, img_size=TINY_VIT_IMG), checkpoint=str(out), convert='fd_vit')
     assert str(out) in str(err.value) and 'without convert' in str(err.value)
+
+
+def test_publish_model_drops_training_state_and_names_the_sha256(fd_vit, tmp_path):
+    import hashlib
+    spec = importlib.util.spec_from_file_location(
+        'publish_model', REPO / 'tools' / 'model_converters' / 'publish_model.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    path, _ = fd_vit
+    source = torch.load(path, weights_only=True)
+    # a training checkpoint: what tools/train.py saves besides the weights
+    training = dict(source, optimizer={'state': {}, 'param_groups': []}, message_hub={'x': 1})
+    torch.save(training, tmp_path / 'epoch_3.pth')
+    published = Path(tool.main([str(tmp_path / 'epoch_3.pth'), str(tmp_path / 'out' / 'fd.pth')]))
+    digest = hashlib.sha256(published.read_bytes()).hexdigest()
+    assert published.name == f'fd-{digest[:8]}.pth' and published.parent.name == 'out'
+    kept = torch.load(published, weights_only=True)
+    assert set(kept) == {'meta', 'state_dict'} & set(source)
+    assert kept['state_dict'].keys() == source['state_dict'].keys()
+    for key, value in source['state_dict'].items():
+        assert torch.equal(kept['state_dict'][key], value), key
+
+    # a converted safetensors file keeps its bytes; only the name changes
+    convert_fd_checkpoint(path, tmp_path / 'vit.safetensors', target='mmpretrain')
+    out = Path(tool.publish(str(tmp_path / 'vit.safetensors'), str(tmp_path / 'pub.safetensors')))
+    assert out.read_bytes() == (tmp_path / 'vit.safetensors').read_bytes()
+    assert out.name == f'pub-{hashlib.sha256(out.read_bytes()).hexdigest()[:8]}.safetensors'
+
+    # bad input names the file and what was expected
+    torch.save({'weights': torch.zeros(1)}, tmp_path / 'odd.pth')
+    with pytest.raises(SystemExit, match=r'odd\.pth has no "state_dict"'):
+        tool.main([str(tmp_path / 'odd.pth'), str(tmp_path / 'x.pth')])
+    with pytest.raises(SystemExit, match='publish keeps the format'):
+        tool.main([str(tmp_path / 'vit.safetensors'), str(tmp_path / 'x.pth')])

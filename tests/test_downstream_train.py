@@ -55,7 +55,8 @@ def test_imagenet_finetune_trains_and_evaluates_top1(fd_vit, tmp_path):
     fd_path, _ = fd_vit
     data = make_labelled_folder(tmp_path / 'data')
 
-    cfg = Config.fromfile(REPO / 'configs/finetune/clip_vitb_ft100e_in1k.py')
+    cfg = Config.fromfile(
+        REPO / 'configs/fd/benchmarks/vit-base-p16_fd-clip-vit-b16_8xb128-coslr-100e_in1k.py')
     quiet_runtime(cfg, tmp_path / 'work')
     tiny_vit_backbone(cfg.model.backbone, fd_path)
     cfg.model.head.update(in_channels=TINY_VIT['embed_dims'], num_classes=2)

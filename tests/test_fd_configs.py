@@ -2,6 +2,7 @@
 model (random teacher weights) and runs one forward/backward."""
 import pytest
 import torch
+from config_names import fd_config
 from mmengine.config import Config
 from mmpretrain.registry import MODELS
 
@@ -18,7 +19,7 @@ PAPER = {
 
 
 def load(name):
-    return Config.fromfile(f'configs/fd/{name}.py')
+    return Config.fromfile(fd_config(name))
 
 
 @pytest.mark.parametrize('name', sorted(PAPER))

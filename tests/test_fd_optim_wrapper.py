@@ -111,7 +111,7 @@ def merged(argv):
 
 
 def test_train_flags_then_cfg_options_last_wins():
-    config = 'configs/finetune/clip_vitb_ft100e_in1k.py'
+    config = 'configs/fd/benchmarks/vit-base-p16_fd-clip-vit-b16_8xb128-coslr-100e_in1k.py'
     cfg = merged([
         config, '--no-amp', '--no-validate', '--no-pin-memory', '--no-persistent-workers',
         '--auto-scale-lr', '--cfg-options', 'optim_wrapper.type=AmpOptimWrapper',

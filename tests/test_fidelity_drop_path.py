@@ -29,18 +29,20 @@ N = SAMPLES * SEEDS
 FRACTION_TOL = 5 * math.sqrt(P * (1 - P) / N)
 
 VIT_CONFIGS = {
-    'fd student (configs/fd/dino_vitb.py)': ('configs/fd/dino_vitb.py', None),
-    'fine-tune (configs/finetune/clip_vitb_ft100e_in1k.py)':
-    ('configs/finetune/clip_vitb_ft100e_in1k.py', None),
+    'fd student (DINO ViT-B teacher)':
+    ('configs/fd/fd_dino-vit-b16_vit-b16_16xb128-amp-coslr-300e_in1k.py', None),
+    'fine-tune (ViT-B from CLIP FD)':
+    ('configs/fd/benchmarks/vit-base-p16_fd-clip-vit-b16_8xb128-coslr-100e_in1k.py', None),
     'mmdet (mask-rcnn ViT-B)':
     ('configs/mmdet/mask-rcnn_fd-clip-vitb_simplefpn_lsj-100e_coco.py', P),
     'mmseg (upernet ViT-B)':
     ('configs/mmseg/upernet_fd-clip-vitb_mln_8xb2-amp-160k_ade20k-512x512.py', P),
 }
 SWIN_CONFIGS = {
-    'fd student (configs/fd/esvit_swinb.py)': ('configs/fd/esvit_swinb.py', None),
-    'fine-tune (configs/finetune/esvit_swinv2b_ft100e_in1k.py)':
-    ('configs/finetune/esvit_swinv2b_ft100e_in1k.py', P),
+    'fd student (EsViT Swin-B teacher)':
+    ('configs/fd/fd_esvit-swin-b_swinv2-b-w14_16xb128-amp-coslr-300e_in1k.py', None),
+    'fine-tune (SwinV2-B from EsViT FD)':
+    ('configs/fd/benchmarks/swinv2-base-w14_fd-esvit-swin-b_8xb128-coslr-100e_in1k.py', P),
     'mmdet (mask-rcnn SwinV2-B)':
     ('configs/mmdet/mask-rcnn_fd-esvit-swinv2b_fpn_ms-crop-3x_coco.py', None),
     'mmseg (upernet SwinV2-B)':

@@ -13,6 +13,7 @@
 import math
 
 import pytest
+from config_names import fd_config, finetune_config
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.runner import Runner
@@ -30,7 +31,7 @@ TINY_SWIN = dict(
 # ------------------------------------------------------------------ models
 def fd_model(name):
     """The FD model of configs/fd/NAME.py with a tiny student and a random teacher."""
-    cfg = Config.fromfile(f'configs/fd/{name}.py')
+    cfg = Config.fromfile(fd_config(name))
     teacher = cfg.model.teacher
     teacher.update(checkpoint=None, allow_random_init=True)
     if name.startswith('esvit'):
@@ -47,7 +48,7 @@ def fd_model(name):
 
 
 def finetune_model(name):
-    cfg = Config.fromfile(f'configs/finetune/{name}.py')
+    cfg = Config.fromfile(finetune_config(name))
     backbone = cfg.model.backbone
     backbone.pop('init_cfg')
     backbone.arch = TINY_SWIN if 'swin' in name else TINY_VIT

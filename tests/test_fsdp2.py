@@ -9,6 +9,7 @@ import socket
 
 import pytest
 import torch
+from config_names import fd_config
 from fd_fixtures import make_image_folder, make_timm_vit_checkpoint
 from fsdp_fixtures import read_ranks
 from reliability_fixtures import REPO, assert_bitwise_equal, run, run_until
@@ -79,9 +80,10 @@ def setup(tmp_path_factory):
     return root, configs
 
 
-def tool(name):
-    """tools/<name>.py as a module, to call its main() in this process."""
-    spec = importlib.util.spec_from_file_location(f'mmfd_tool_{name}', REPO / f'tools/{name}.py')
+def tool(path):
+    """tools/<path>.py as a module, to call its main() in this process."""
+    name = path.replace('/', '_')
+    spec = importlib.util.spec_from_file_location(f'mmfd_tool_{name}', REPO / f'tools/{path}.py')
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -155,7 +157,8 @@ def test_two_ranks_equal_one_process_on_the_concatenated_batch(single, sharded, 
     # Consolidated -> convert_fd_checkpoint -> the downstream backbone: the file reads
     # like DDP's, and the student loads tensor-equal.
     out = tmp_path / 'consolidated.pth'
-    tool('consolidate_fsdp_checkpoint').main([str(sharded / 'iter_6.pth'), str(out)])
+    consolidate = tool('model_converters/consolidate_fsdp_checkpoint')
+    consolidate.main([str(sharded / 'iter_6.pth'), str(out)])
     assert 'from 2 ranks, iteration 6' in capsys.readouterr().out
     written = torch.load(out, weights_only=True)
     assert set(written) >= {'meta', 'state_dict', 'message_hub'} and written['meta']['iter'] == 6
@@ -294,7 +297,8 @@ def test_clear_errors(setup, tmp_path):
     with pytest.raises(CheckpointError, match='single-file checkpoint'):
         strategy.resume(str(root / 'teacher.pth'))
     with pytest.raises(CheckpointError, match=r'is not a sharded \(FSDP2\) checkpoint'):
-        tool('consolidate_fsdp_checkpoint').main([str(root / 'teacher.pth'), str(tmp_path / 'x')])
+        tool('model_converters/consolidate_fsdp_checkpoint').main(
+            [str(root / 'teacher.pth'), str(tmp_path / 'x')])
 
 
 def test_damaged_sharded_checkpoints_are_named(sharded, tmp_path):
@@ -332,7 +336,7 @@ def test_fsdp2_configs_shard_the_real_student(name):
     from mmfd.engine.strategies.fsdp2 import student_blocks
     from mmfd.engine.strategies.memory import build_on_meta, count
     params, depth, teacher_width, shard_teacher = FSDP2_CONFIGS[name]
-    cfg = Config.fromfile(f'configs/fd/{name}.py')
+    cfg = Config.fromfile(fd_config(name))
     assert cfg.runner_type == 'FlexibleRunner' and cfg.optim_wrapper.amp == 'bf16'
     assert cfg.strategy.type == 'FSDP2Strategy' and cfg.strategy.activation_checkpointing
     assert cfg.strategy.mixed_precision == dict(param_dtype='bfloat16', reduce_dtype='float32')
@@ -343,7 +347,7 @@ def test_fsdp2_configs_shard_the_real_student(name):
     assert abs(count(holder.backbone) / 1e6 - params) < 0.1
 
     if name == 'clip_vitl_fsdp2':  # the model is clip_vitl's, built in test_fd_configs
-        assert cfg.model == Config.fromfile('configs/fd/clip_vitl.py').model
+        assert cfg.model == Config.fromfile(fd_config('clip_vitl')).model
         return
     cfg.model.backbone.arch = dict(cfg.model.backbone.arch, num_layers=2)
     cfg.model.teacher.checkpoint = None

@@ -5,6 +5,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from config_names import fd_config
 from fd_fixtures import make_image_folder, make_timm_vit_checkpoint
 from mmengine.config import Config
 from reliability_fixtures import (train_script_with_preflight, truncate_file, write_config,
@@ -189,7 +190,7 @@ total_batch_size = 2048
 
 
 def test_data_root_override_reaches_the_real_fd_config(tmp_path):
-    """--cfg-options train_dataloader.dataset.data_root=DIR on configs/fd/clip_vitb.py:
+    """--cfg-options train_dataloader.dataset.data_root=DIR on the CLIP ViT-B/16 FD config:
     mmengine's own builder reads the images there, and a truncated one is skipped."""
     from mmengine.registry import init_default_scope
     from mmengine.runner import Runner
@@ -202,7 +203,7 @@ def test_data_root_override_reaches_the_real_fd_config(tmp_path):
     (root / 'meta' / 'train.txt').write_text('\n'.join(lines) + '\n')  # ImageNet's layout
     truncate_file(root / 'train' / 'n01443537' / 'img_001.png', keep=0.5)
     repo = Path(__file__).resolve().parents[1]
-    cfg = Config.fromfile(repo / 'configs/fd/clip_vitb.py')
+    cfg = Config.fromfile(repo / fd_config('clip_vitb'))
     cfg.merge_from_dict({'train_dataloader.dataset.data_root': str(root)})
     cfg.merge_from_dict({'train_dataloader.num_workers': 0, 'train_dataloader.batch_size': 2})
     cfg.train_dataloader.update(persistent_workers=False, pin_memory=False)

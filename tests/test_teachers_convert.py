@@ -1,4 +1,5 @@
-"""tools/convert_teacher.py: foreign checkpoint -> safetensors + JSON, identical features."""
+"""tools/model_converters/convert_teacher.py: foreign checkpoint -> safetensors + JSON,
+identical features."""
 import importlib.util
 import json
 import os
@@ -15,7 +16,8 @@ from mmfd.models.teachers import (CLIPTeacher, MMPretrainTeacher, SwinTeacher, V
                                   build_teacher)
 from mmfd.utils.errors import CheckpointError, ConfigError
 
-TOOL = os.path.join(os.path.dirname(__file__), '..', 'tools', 'convert_teacher.py')
+TOOL = os.path.join(
+    os.path.dirname(__file__), '..', 'tools', 'model_converters', 'convert_teacher.py')
 
 
 @pytest.fixture(scope='module')

@@ -18,7 +18,8 @@ from mmfd.models.teachers import (TEACHER_FAMILIES, BaseTeacher, CLIPTeacher, Ti
 from mmfd.registry import MODELS
 from mmfd.utils.errors import CheckpointError, ConfigError
 
-TOOL = os.path.join(os.path.dirname(__file__), '..', 'tools', 'convert_teacher.py')
+TOOL = os.path.join(
+    os.path.dirname(__file__), '..', 'tools', 'model_converters', 'convert_teacher.py')
 
 
 def _convert_tool():

@@ -26,8 +26,8 @@ with its standard error. Then, on the trained networks:
 
   probe        tools/fd_demo/probe.py: linear probe and 20-NN vote on frozen
                features (teachers, FD students, an untrained ViT, raw pixels)
-  attention    tools/analyze_attention.py: attention distance, head diversity, maps
-  landscape    tools/loss_landscape.py: 1-D loss landscape of every fine-tune
+  attention    tools/analysis_tools/analyze_attention.py: attention distance, head diversity, maps
+  landscape    tools/analysis_tools/loss_landscape.py: 1-D loss landscape of every fine-tune
   summary      summary.md / summary.json: numbers read from the files above, and
                per track in plain words whether the paper's direction shows
 
@@ -367,9 +367,9 @@ def build_steps(args, profile, work_dir: Path):
             outputs=[dirs['attention'] / 'attention.json'],
             clean=[dirs['attention']],
             command=[
-                py, ROOT / 'tools' / 'analyze_attention.py', *[ckpt[k] for k in pretrained],
-                '--model', 'student', '--labels', *pretrained, '--images', data / 'val', '--out',
-                dirs['attention'], '--num-images',
+                py, ROOT / 'tools' / 'analysis_tools' / 'analyze_attention.py',
+                *[ckpt[k] for k in pretrained], '--model', 'student', '--labels', *pretrained,
+                '--images', data / 'val', '--out', dirs['attention'], '--num-images',
                 str(profile['attention_images']), '--batch-size', '64', '--device', 'cpu'
             ]))
     if not args.no_landscape:
@@ -382,7 +382,7 @@ def build_steps(args, profile, work_dir: Path):
                 outputs=[dirs['landscape'] / 'landscape.json'],
                 clean=[dirs['landscape']],
                 command=[
-                    py, ROOT / 'tools' / 'loss_landscape.py',
+                    py, ROOT / 'tools' / 'analysis_tools' / 'loss_landscape.py',
                     *[finetunes[key][seed] / f'epoch_{ft_epochs}.pth'
                       for key, seed in runs], '--labels', *[f'{key}/s{seed}' for key, seed in runs],
                     '--dataloader', 'val', '--dim', '1', '--points',

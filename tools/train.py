@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Train with an mmfd / mmpretrain config (mmpretrain's tools/train.py, plus CPU DDP).
 
-    python tools/train.py configs/fd/clip_vitb.py [--work-dir DIR] [--resume [CKPT]]
-    tools/dist_train.sh configs/fd/clip_vitb.py 8        # torchrun, one node
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]]
+    tools/dist_train.sh CONFIG 8        # torchrun, one node
+    (CONFIG e.g. configs/fd/fd_clip-vit-b16_vit-b16_16xb128-amp-coslr-300e_in1k.py)
 
 The command line is applied in the order a user expects: the config, then the
 flags (--amp, --no-validate, ...), then --cfg-options, which win over both. A

@@ -1,7 +1,7 @@
-# A tiny FD step for benchmarks on small machines (tools/benchmark_fd.py): a 4-block
+# A tiny FD step for benchmarks on small machines (tools/analysis_tools/benchmark_fd.py): a 4-block
 # ViT teacher and FDViT student, 192 wide, patch 16 at 96 px (6x6 tokens + CLS),
 # same grid on both sides (no alignment resize), random teacher weights.
-_base_ = ['../fd/deit_vitb.py']
+_base_ = ['../fd/fd_deit-vit-b16_vit-b16_16xb128-amp-coslr-300e_in1k.py']
 input_size = 96
 model = dict(
     input_size=input_size,

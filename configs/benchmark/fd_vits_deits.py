@@ -1,6 +1,6 @@
-# A ViT-S-sized FD run for benchmarks on small machines (tools/benchmark_fd.py):
+# A ViT-S-sized FD run for benchmarks on small machines (tools/analysis_tools/benchmark_fd.py):
 # DeiT-S/16 teacher -> ViT-S/16 student (384 wide, 12 blocks, 6 heads) at 224.
-_base_ = ['../fd/deit_vitb.py']
+_base_ = ['../fd/fd_deit-vit-b16_vit-b16_16xb128-amp-coslr-300e_in1k.py']
 model = dict(
     backbone=dict(
         arch=dict(

@@ -1,5 +1,5 @@
-# fd_vits_deits.py with a second teacher of the same size (a DINO-S/16 layout): the
-# cost of multi-teacher FD on small machines (tools/benchmark_fd.py, 1 vs 2 teachers).
+# fd_vits_deits.py with a second teacher of the same size (a DINO-S/16 layout): the cost of
+# multi-teacher FD on small machines (tools/analysis_tools/benchmark_fd.py, 1 vs 2 teachers).
 _base_ = ['./fd_vits_deits.py']
 model = dict(
     teacher=None,

@@ -2,7 +2,7 @@
 # a multi-teacher one converts the same way). The FD checkpoint itself is loaded
 # strictly into mmpretrain's BEiTViT (configs/_base_/finetune/vit_base_p16_ft.py),
 # the student converted in memory (convert='fd_vit': the shared relative position
-# table copied into every block), as tools/convert_fd_checkpoint.py would write it.
+# table copied into every block), as tools/model_converters/convert_fd_checkpoint.py would write it.
 _base_ = ['../_base_/finetune/vit_base_p16_ft.py', './ft_digits_recipe.py']
 model = dict(
     data_preprocessor={{_base_.data_preprocessor}},

@@ -1,11 +1,6 @@
-# FD: CLIP ViT-L/14 teacher -> ViT-L/14 student (both 16x16 + CLS at 224; drop path 0.3).
-_base_ = [
-    '../_base_/models/fd_vit_large_p14.py',
-    '../_base_/datasets/imagenet_fd.py',
-    '../_base_/schedules/fd_300e.py',
-    '../_base_/default_runtime.py',
-]
-teacher_checkpoint = 'checkpoints/clip/ViT-L-14.safetensors'
-model = dict(
-    backbone=dict(drop_path_rate=0.3, with_cp=False),  # with_cp=True saves memory
-    teacher=dict(type='CLIPTeacher', arch='ViT-L-14-quickgelu', checkpoint=teacher_checkpoint))
+# Deprecated alias, kept for 0.2.x and removed in 0.3.0; the OpenMMLab-style name:
+#   fd_clip-vit-l14_vit-l14_16xb128-amp-coslr-300e_in1k.py
+# Same experiment and same work dir, so the fine-tune and downstream configs find
+# its checkpoint whichever name trained it.
+_base_ = ['./fd_clip-vit-l14_vit-l14_16xb128-amp-coslr-300e_in1k.py']
+work_dir = 'work_dirs/fd_clip-vit-l14_vit-l14_16xb128-amp-coslr-300e_in1k'

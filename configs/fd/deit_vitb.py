@@ -1,11 +1,6 @@
-# FD: DeiT ViT-B/16 teacher (official deit_base_patch16_224-b5f2ef4d.pth) -> ViT-B/16.
-_base_ = [
-    '../_base_/models/fd_vit_base_p16.py',
-    '../_base_/datasets/imagenet_fd.py',
-    '../_base_/schedules/fd_300e.py',
-    '../_base_/default_runtime.py',
-]
-teacher_checkpoint = 'checkpoints/deit/deit_base_patch16_224-b5f2ef4d.pth'
-model = dict(
-    backbone=dict(drop_path_rate=0.3),
-    teacher=dict(type='DeiTTeacher', arch='deit_base_patch16', checkpoint=teacher_checkpoint))
+# Deprecated alias, kept for 0.2.x and removed in 0.3.0; the OpenMMLab-style name:
+#   fd_deit-vit-b16_vit-b16_16xb128-amp-coslr-300e_in1k.py
+# Same experiment and same work dir, so the fine-tune and downstream configs find
+# its checkpoint whichever name trained it.
+_base_ = ['./fd_deit-vit-b16_vit-b16_16xb128-amp-coslr-300e_in1k.py']
+work_dir = 'work_dirs/fd_deit-vit-b16_vit-b16_16xb128-amp-coslr-300e_in1k'

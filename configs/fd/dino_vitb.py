@@ -1,11 +1,6 @@
-# FD: DINO ViT-B/16 teacher (official dino_vitbase16_pretrain.pth) -> ViT-B/16 student.
-_base_ = [
-    '../_base_/models/fd_vit_base_p16.py',
-    '../_base_/datasets/imagenet_fd.py',
-    '../_base_/schedules/fd_300e.py',
-    '../_base_/default_runtime.py',
-]
-teacher_checkpoint = 'checkpoints/dino/dino_vitbase16_pretrain.pth'
-model = dict(
-    backbone=dict(drop_path_rate=0.3),
-    teacher=dict(type='DINOTeacher', arch='dino_vitb16', checkpoint=teacher_checkpoint))
+# Deprecated alias, kept for 0.2.x and removed in 0.3.0; the OpenMMLab-style name:
+#   fd_dino-vit-b16_vit-b16_16xb128-amp-coslr-300e_in1k.py
+# Same experiment and same work dir, so the fine-tune and downstream configs find
+# its checkpoint whichever name trained it.
+_base_ = ['./fd_dino-vit-b16_vit-b16_16xb128-amp-coslr-300e_in1k.py']
+work_dir = 'work_dirs/fd_dino-vit-b16_vit-b16_16xb128-amp-coslr-300e_in1k'

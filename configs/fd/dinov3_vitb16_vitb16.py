@@ -1,9 +1,6 @@
-# FD: DINOv3 ViT-B/16 (LVD-1689M) -> ViT-B/16 student (a modern teacher; not in the
-# paper). Both are /16, so the grids match at 224 with no resizing; the teacher's
-# RoPE positions need no resampling (its native 256 px is only the pretrained
-# config's size). Its 4 storage tokens are not regressed. Recipe: the DINO row.
-# Weights: Meta's official dinov3_vitb16_pretrain_lvd1689m-*.pth (DINOv3 licence),
-# converted by timm's checkpoint filter at load.
-_base_ = ['./dinov2_vitb14reg_vitb16.py']
-teacher_checkpoint = 'checkpoints/dinov3/dinov3_vitb16_pretrain_lvd1689m.pth'
-model = dict(teacher=dict(model='vit_base_patch16_dinov3.lvd1689m', checkpoint=teacher_checkpoint))
+# Deprecated alias, kept for 0.2.x and removed in 0.3.0; the OpenMMLab-style name:
+#   fd_dinov3-vit-b16_vit-b16_16xb128-amp-coslr-300e_in1k.py
+# Same experiment and same work dir, so the fine-tune and downstream configs find
+# its checkpoint whichever name trained it.
+_base_ = ['./fd_dinov3-vit-b16_vit-b16_16xb128-amp-coslr-300e_in1k.py']
+work_dir = 'work_dirs/fd_dinov3-vit-b16_vit-b16_16xb128-amp-coslr-300e_in1k'

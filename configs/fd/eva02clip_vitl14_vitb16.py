@@ -1,9 +1,6 @@
-# FD: EVA-02-CLIP ViT-L/14 (224 px) -> ViT-B/16 student (a modern image-text
-# teacher; not in the paper). The /14 teacher sees 196 px (align='resize_input') and
-# OpenAI CLIP's statistics (from its pretrained config); the head projects 768 ->
-# 1024 channels. Recipe: the release's CLIP rows (drop path 0.2).
-# Weights: open_clip's EVA02-L-14 file (`visual.trunk.` keys, MIT licence).
-_base_ = ['./siglip2_vitb16_vitb16.py']
-teacher_checkpoint = 'checkpoints/eva02_clip/EVA02-L-14.safetensors'
-model = dict(
-    teacher=dict(model='eva02_large_patch14_clip_224.merged2b', checkpoint=teacher_checkpoint))
+# Deprecated alias, kept for 0.2.x and removed in 0.3.0; the OpenMMLab-style name:
+#   fd_eva02-clip-vit-l14_vit-b16_16xb128-amp-coslr-300e_in1k.py
+# Same experiment and same work dir, so the fine-tune and downstream configs find
+# its checkpoint whichever name trained it.
+_base_ = ['./fd_eva02-clip-vit-l14_vit-b16_16xb128-amp-coslr-300e_in1k.py']
+work_dir = 'work_dirs/fd_eva02-clip-vit-l14_vit-b16_16xb128-amp-coslr-300e_in1k'

@@ -1,15 +1,7 @@
-# Multi-teacher FD with modern teachers: SigLIP 2 B/16 (image-text, no CLS: patch
-# target) + DINOv2-B/14 with registers (self-supervised; fed 196 px so its 14x14 map
-# matches, registers not regressed) -> one ViT-B/16 student. Not in the paper.
-# Each teacher has its own statistics (0.5/0.5 and ImageNet's), head and loss
-# (loss_siglip, loss_dinov2, weights 1 : 1). Recipe: the CLIP-B row (as the SigLIP 2 config).
-_base_ = ['./siglip2_vitb16_vitb16.py']
-model = dict(
-    teacher=None,
-    teachers=dict(
-        siglip=_base_.model.teacher,  # siglip2_vitb16_vitb16.py's SigLIP 2 B/16
-        dinov2=dict(
-            type='TimmTeacher',
-            model='vit_base_patch14_reg4_dinov2.lvd142m',
-            checkpoint='checkpoints/dinov2/dinov2_vitb14_reg4_pretrain.pth')),
-    loss_weights=dict(siglip=1.0, dinov2=1.0))
+# Deprecated alias, kept for 0.2.x and removed in 0.3.0; the OpenMMLab-style name:
+#   fd-multi_siglip2-vit-b16-dinov2-vit-b14-reg4_vit-b16_16xb128-amp-coslr-300e_in1k.py
+# Same experiment and same work dir, so the fine-tune and downstream configs find
+# its checkpoint whichever name trained it.
+_base_ = ['./fd-multi_siglip2-vit-b16-dinov2-vit-b14-reg4_vit-b16_16xb128-amp-coslr-300e_in1k.py']
+work_dir = ('work_dirs/'
+            'fd-multi_siglip2-vit-b16-dinov2-vit-b14-reg4_vit-b16_16xb128-amp-coslr-300e_in1k')

@@ -1,13 +1,4 @@
-# ImageNet-1K fine-tuning of the ViT-B/16 distilled from DeiT ViT-B/16:
-# drop path 0.3, 100 / 20 epochs, lr 1.25e-3 per 512, layer decay 0.65
-# (release: 81.8 -> 83.0 top-1).
-_base_ = [
-    '../_base_/finetune/vit_base_p16_ft.py',
-    '../_base_/finetune/imagenet_ft_224.py',
-    '../_base_/finetune/schedule_adamw_ld_100e.py',
-    '../_base_/finetune/runtime_ft.py',
-]
-model = dict(
-    backbone=dict(
-        drop_path_rate=0.3, init_cfg=dict(checkpoint='work_dirs/deit_vitb/epoch_300.pth')))
-optim_wrapper = dict(optimizer=dict(lr=1.25e-3), paramwise_cfg=dict(layer_decay_rate=0.65))
+# Deprecated alias, kept for 0.2.x and removed in 0.3.0; the OpenMMLab-style name:
+#   configs/fd/benchmarks/vit-base-p16_fd-deit-vit-b16_8xb128-coslr-100e_in1k.py
+_base_ = ['../fd/benchmarks/vit-base-p16_fd-deit-vit-b16_8xb128-coslr-100e_in1k.py']
+work_dir = 'work_dirs/vit-base-p16_fd-deit-vit-b16_8xb128-coslr-100e_in1k'

@@ -1,11 +1,11 @@
-# Mask R-CNN on COCO with the ViT-B/16 distilled from CLIP (configs/fd/clip_vitb.py)
-# and ViTDet's simple feature pyramid built from the last (stride-16) map.
-# Recipe after ViTDet's ViT-B (mmdet projects/ViTDet, not in the mmdet wheel): large
-# scale jitter at 1024 x 1024, AdamW lr 1e-4 (batch 64), weight decay 0.1, layer
-# decay 0.7, drop path 0.1, 184375 iterations (~100 epochs), AMP.
-# Differences from ViTDet: every block attends globally (BEiTViT has no window
-# attention) with its own relative position table, interpolated 14x14 -> 64x64 when
-# the FD checkpoint is loaded; mmdet's standard Mask R-CNN heads.
+# Mask R-CNN on COCO with the ViT-B/16 distilled from CLIP
+# (configs/fd/fd_clip-vit-b16_vit-b16_16xb128-amp-coslr-300e_in1k.py) and ViTDet's simple feature
+# pyramid built from the last (stride-16) map. Recipe after ViTDet's ViT-B (mmdet projects/ViTDet,
+# not in the mmdet wheel): large scale jitter at 1024 x 1024, AdamW lr 1e-4 (batch 64), weight
+# decay 0.1, layer decay 0.7, drop path 0.1, 184375 iterations (~100 epochs), AMP. Differences
+# from ViTDet: every block attends globally (BEiTViT has no window attention) with its own
+# relative position table, interpolated 14x14 -> 64x64 when the FD checkpoint is loaded; mmdet's
+# standard Mask R-CNN heads.
 #
 #   tools/dist_train.sh configs/mmdet/mask-rcnn_fd-clip-vitb_simplefpn_lsj-100e_coco.py 16
 _base_ = [

@@ -1,10 +1,10 @@
 # Mask R-CNN on COCO with the SwinV2-B distilled from EsViT Swin-B
-# (configs/fd/esvit_swinb.py) and FPN: mmdet's Swin recipe (multi-scale + crop
-# training, 36 epochs, AdamW lr 1e-4 at batch 16, weight decay 0.05, AMP) plus
-# layer-wise lr decay 0.9 and drop path 0.3.
-# The windows stay those of distillation (14, 7 in the last stage); feature maps
-# are padded to whole windows (pad_small_map).
-# The backbone reads the FD checkpoint itself (work_dirs/esvit_swinb/epoch_300.pth).
+# (configs/fd/fd_esvit-swin-b_swinv2-b-w14_16xb128-amp-coslr-300e_in1k.py) and FPN: mmdet's Swin
+# recipe (multi-scale + crop training, 36 epochs, AdamW lr 1e-4 at batch 16, weight decay 0.05,
+# AMP) plus layer-wise lr decay 0.9 and drop path 0.3. The windows stay those of distillation (14,
+# 7 in the last stage); feature maps are padded to whole windows (pad_small_map). The backbone
+# reads the FD checkpoint itself
+# (work_dirs/fd_esvit-swin-b_swinv2-b-w14_16xb128-amp-coslr-300e_in1k/epoch_300.pth).
 #
 #   tools/dist_train.sh configs/mmdet/mask-rcnn_fd-esvit-swinv2b_fpn_ms-crop-3x_coco.py 8
 _base_ = [

@@ -1,12 +1,12 @@
-# UperNet on ADE20K with the ViT-B/16 distilled from CLIP (configs/fd/clip_vitb.py)
-# and mmseg's MultiLevelNeck (blocks 4, 6, 8, 12 -> strides 4, 8, 16, 32).
-# Recipe after mmseg's MAE ViT-B UperNet: 512 x 512 crops, AdamW lr 1e-4 (batch 16),
-# weight decay 0.05, layer decay 0.65, drop path 0.1, 1500 warm-up iterations, poly
-# decay, 160k iterations, AMP; sliding-window test with 512 x 512 windows.
-# The backbone is mmpretrain's BEiTViT with one relative position table per block,
-# interpolated 14x14 -> 32x32 when the FD checkpoint is loaded. Its grid is fixed,
-# so test images are padded to at least 512 x 512 (data_preprocessor.test_cfg) and
-# every window is exactly 512 x 512.
+# UperNet on ADE20K with the ViT-B/16 distilled from CLIP
+# (configs/fd/fd_clip-vit-b16_vit-b16_16xb128-amp-coslr-300e_in1k.py) and mmseg's MultiLevelNeck
+# (blocks 4, 6, 8, 12 -> strides 4, 8, 16, 32). Recipe after mmseg's MAE ViT-B UperNet: 512 x 512
+# crops, AdamW lr 1e-4 (batch 16), weight decay 0.05, layer decay 0.65, drop path 0.1, 1500
+# warm-up iterations, poly decay, 160k iterations, AMP; sliding-window test with 512 x 512
+# windows. The backbone is mmpretrain's BEiTViT with one relative position table per block,
+# interpolated 14x14 -> 32x32 when the FD checkpoint is loaded. Its grid is fixed, so test images
+# are padded to at least 512 x 512 (data_preprocessor.test_cfg) and every window is exactly 512 x
+# 512.
 #
 #   tools/dist_train.sh configs/mmseg/upernet_fd-clip-vitb_mln_8xb2-amp-160k_ade20k-512x512.py 8
 _base_ = [

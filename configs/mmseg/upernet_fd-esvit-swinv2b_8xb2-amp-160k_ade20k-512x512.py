@@ -1,10 +1,10 @@
 # UperNet on ADE20K with the SwinV2-B distilled from EsViT Swin-B
-# (configs/fd/esvit_swinb.py): mmseg's Swin UperNet recipe (512 x 512 crops, AdamW
-# lr 6e-5 at batch 16, weight decay 0.01, 1500 warm-up iterations, poly decay,
-# 160k iterations) plus layer-wise lr decay 0.9, drop path 0.3 and AMP.
-# The windows stay those of distillation (14, 7 in the last stage); feature maps
-# are padded to whole windows (pad_small_map).
-# The backbone reads the FD checkpoint itself (work_dirs/esvit_swinb/epoch_300.pth).
+# (configs/fd/fd_esvit-swin-b_swinv2-b-w14_16xb128-amp-coslr-300e_in1k.py): mmseg's Swin UperNet
+# recipe (512 x 512 crops, AdamW lr 6e-5 at batch 16, weight decay 0.01, 1500 warm-up iterations,
+# poly decay, 160k iterations) plus layer-wise lr decay 0.9, drop path 0.3 and AMP. The windows
+# stay those of distillation (14, 7 in the last stage); feature maps are padded to whole windows
+# (pad_small_map). The backbone reads the FD checkpoint itself
+# (work_dirs/fd_esvit-swin-b_swinv2-b-w14_16xb128-amp-coslr-300e_in1k/epoch_300.pth).
 #
 #   tools/dist_train.sh configs/mmseg/upernet_fd-esvit-swinv2b_8xb2-amp-160k_ade20k-512x512.py 8
 _base_ = [

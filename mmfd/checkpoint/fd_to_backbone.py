@@ -37,7 +37,7 @@ metadata as JSON strings); ``StrictPretrained`` reads both formats.
 No file is needed to fine-tune: ``init_cfg=dict(type='StrictPretrained',
 checkpoint=FD.pth, convert='fd_vit')`` (or ``'fd_swinv2'``) runs the same conversion
 in memory (:func:`fd_to_module`) for the backbone being initialised. Files are for
-publishing (``tools/convert_fd_checkpoint.py --publish``).
+publishing (``tools/model_converters/convert_fd_checkpoint.py --publish``).
 """
 import math
 import os
@@ -270,7 +270,8 @@ def fd_to_module(obj: dict,
                           'checkpoint).')
     if is_converted(obj):
         raise CheckpointError(
-            f'{source} is a converted backbone checkpoint (tools/convert_fd_checkpoint.py '
+            f'{source} is a converted backbone checkpoint '
+            '(tools/model_converters/convert_fd_checkpoint.py '
             f'output), not an FD training checkpoint, so convert={convert!r} does not apply: '
             "load it without convert (with prefix='backbone.' for --target mmpretrain "
             'files), or give convert the FD checkpoint itself.')

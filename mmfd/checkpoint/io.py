@@ -196,7 +196,8 @@ def load_checkpoint_file(path,
                 'TorchScript archive is a program, not just weights: loading it executes '
                 'the code it contains, so mmfd refuses to load it by default. If you '
                 'trust the file, pass allow_torchscript=True (teacher config option), or '
-                'convert it once on a trusted machine with `python tools/convert_teacher.py '
+                'convert it once on a trusted machine with '
+                '`python tools/model_converters/convert_teacher.py '
                 '--family clip --allow-torchscript IN.pt OUT.safetensors` and use the '
                 'safetensors file.')
         return _read_torchscript(source, path, map_location)

@@ -12,7 +12,8 @@ from .report import LoadReport
 from .strict_load import DERIVED_BUFFERS, check_and_load
 from .unwrap import StateDict, select_prefix, unwrap_state_dict
 
-PREFIX_HINT = ('Use the prefix the file was written with (tools/convert_fd_checkpoint.py '
+PREFIX_HINT = ('Use the prefix the file was written with '
+               '(tools/model_converters/convert_fd_checkpoint.py '
                'writes "backbone." for --target mmpretrain and no prefix for mmdet/mmseg), '
                "or load the FD checkpoint itself with convert='fd_vit' / 'fd_swinv2'.")
 

@@ -51,7 +51,7 @@ def _load_through_hooks(module: nn.Module, state_dict: StateDict, source: str,
         raise CheckpointError(
             f'{source} was converted for another patch grid than {name} uses, and '
             f'resizing at load time is not available here ({err}). Convert the FD '
-            'checkpoint for this input size: tools/convert_fd_checkpoint.py ... '
+            'checkpoint for this input size: tools/model_converters/convert_fd_checkpoint.py ... '
             '--img-size N (N = the backbone img_size), or load the FD checkpoint '
             "itself with init_cfg=dict(type='StrictPretrained', convert='fd_vit', ...), "
             'which converts for the backbone\'s own grid.') from err

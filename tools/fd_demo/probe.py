@@ -7,7 +7,7 @@
 ``ROOT/train/<class>/*.png`` and ``ROOT/val/<class>/*.png`` (what
 tools/fd_demo/digits.py writes). MODEL is any spec of the diagnostic tools
 (``CONFIG.py``, ``CHECKPOINT.pth`` with ``meta['cfg']``, ``CONFIG.py,CHECKPOINT.pth``)
-and ``--model`` picks the network exactly as in tools/analyze_attention.py: the FD
+and ``--model`` picks the network exactly as in tools/analysis_tools/analyze_attention.py: the FD
 student or an FD checkpoint's teacher (rebuilt from its own checkpoint), else the
 backbone. A config without a checkpoint is the network at its initialisation,
 the baseline that tells what training added.

@@ -6,8 +6,8 @@
 * teacher / FD losses: the first and last ``loss`` records of those files;
 * linear probes: ``probe.json`` of ``tools/fd_demo/probe.py``;
 * attention distance / head diversity: ``attention.json`` of
-  ``tools/analyze_attention.py`` (per layer; the summary averages over layers);
-* sharpness: ``landscape.json`` of ``tools/loss_landscape.py``.
+  ``tools/analysis_tools/analyze_attention.py`` (per layer; the summary averages over layers);
+* sharpness: ``landscape.json`` of ``tools/analysis_tools/loss_landscape.py``.
 
 What the summary adds is statistics over the fine-tune seeds (mean, sample
 standard deviation, the paired difference student - teacher with its standard

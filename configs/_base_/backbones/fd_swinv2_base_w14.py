@@ -13,7 +13,8 @@ fd_swinv2_backbone = dict(
     init_cfg=dict(
         type='StrictPretrained',
         # The FD training checkpoint itself (student under `backbone.`).
-        checkpoint='work_dirs/esvit_swinb/epoch_300.pth',
+        checkpoint=('work_dirs/fd_esvit-swin-b_swinv2-b-w14_16xb128-amp-coslr-300e_in1k/'
+                    'epoch_300.pth'),
         convert='fd_swinv2'))
 
 # SwinV2's no-weight-decay keywords: the position-bias MLP and the attention logit

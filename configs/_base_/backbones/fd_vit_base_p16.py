@@ -25,7 +25,7 @@ fd_vit_backbone = dict(
     init_cfg=dict(
         type='StrictPretrained',
         # The FD training checkpoint itself: the student is converted in memory.
-        checkpoint='work_dirs/clip_vitb/epoch_300.pth',
+        checkpoint='work_dirs/fd_clip-vit-b16_vit-b16_16xb128-amp-coslr-300e_in1k/epoch_300.pth',
         convert='fd_vit',
         ignore_unexpected=[r'^ln1\.']))  # FD's final norm, dropped as in the release
 

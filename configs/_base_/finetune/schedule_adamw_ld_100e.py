@@ -26,10 +26,10 @@ optim_wrapper = dict(
         norm_decay_mult=0.0,
         bias_decay_mult=0.0,
         flat_decay_mult=0.0,  # layer scale (gamma), q/v biases
-        # The release's ViT fine-tune skips decay only for pos_embed, cls_token,
-        # 1-D parameters and biases: the per-layer relative position tables ARE
-        # decayed. (Its SwinV2 fine-tune excludes its position-bias MLP and logit
-        # scale: see configs/finetune/esvit_swinv2b_ft100e_in1k.py.)
+        # The release's ViT fine-tune skips decay only for pos_embed, cls_token, 1-D parameters
+        # and biases: the per-layer relative position tables ARE decayed. (Its SwinV2 fine-tune
+        # excludes its position-bias MLP and logit scale: see
+        # configs/fd/benchmarks/swinv2-base-w14_fd-esvit-swin-b_8xb128-coslr-100e_in1k.py.)
         custom_keys={
             '.cls_token': dict(decay_mult=0.0),
             '.pos_embed': dict(decay_mult=0.0),

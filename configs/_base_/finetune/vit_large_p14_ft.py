@@ -5,5 +5,7 @@ model = dict(
         arch='large',
         patch_size=14,
         drop_path_rate=0.4,
-        init_cfg=dict(checkpoint='work_dirs/clip_vitl/epoch_300.pth')),
+        init_cfg=dict(
+            checkpoint='work_dirs/fd_clip-vit-l14_vit-l14_16xb128-amp-coslr-300e_in1k/epoch_300.pth'
+        )),
     head=dict(in_channels=1024))

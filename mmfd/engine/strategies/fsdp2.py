@@ -30,7 +30,7 @@ the sharded gradients (the norm is the global one).
 Checkpoints are directories written by ``torch.distributed.checkpoint``
 (:mod:`.sharded_checkpoint`): atomic, resumable with another number of ranks, and
 consolidated into the single-file student checkpoint by
-``tools/consolidate_fsdp_checkpoint.py``. ``load_from`` accepts either kind.
+``tools/model_converters/consolidate_fsdp_checkpoint.py``. ``load_from`` accepts either kind.
 """
 import io
 import logging

@@ -147,7 +147,8 @@ def read_sharded_checkpoint(directory: str, with_optimizer: bool = False) -> dic
 
 def consolidate(directory: str, out_file: str, with_optimizer: bool = False) -> dict:
     """Writes :func:`read_sharded_checkpoint` as one file, readable by
-    ``tools/convert_fd_checkpoint.py``, ``load_from`` and the downstream configs."""
+    ``tools/model_converters/convert_fd_checkpoint.py``, ``load_from`` and the downstream
+    configs."""
     import io
 
     from mmfd.engine.reliability.atomic_io import atomic_write

@@ -56,7 +56,7 @@ class BaseTeacher(BaseModule):
     family:
 
     1. ``backend_args`` / ``img_size`` checks;
-    2. options a converted file (``tools/convert_teacher.py``) stores are filled in
+    2. options a converted file (``tools/model_converters/convert_teacher.py``) stores are filled in
        when left None, and those that change what the weights compute must agree
        with the file (``file_options``);
     3. refusal of a silently random teacher (``checkpoint`` or ``allow_random_init``);
@@ -113,7 +113,7 @@ class BaseTeacher(BaseModule):
     file_options: Dict[str, Optional[Callable]] = {}
     # Options that must be given (in the config or by a converted file): name -> what.
     required_options: Dict[str, str] = {}
-    # Options tools/convert_teacher.py sets unless the command line gives them.
+    # Options tools/model_converters/convert_teacher.py sets unless the command line gives them.
     convert_defaults: Dict[str, object] = {}
     # The submodule the checkpoint's weights load into (and are exported from).
     network: str = 'model'
@@ -239,7 +239,8 @@ class BaseTeacher(BaseModule):
             getattr(self, self.network), state_dict, source, ignore=self.ignored_keys)
 
     def export_state_dict(self) -> dict:
-        """The weights ``tools/convert_teacher.py`` writes (the family's key format)."""
+        """The weights ``tools/model_converters/convert_teacher.py`` writes (the family's key
+        format)."""
         return getattr(self, self.network).state_dict()
 
     def export_kwargs(self) -> dict:

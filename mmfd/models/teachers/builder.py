@@ -1,6 +1,6 @@
 """Helpers every teacher shares, the teacher factory and converted-file support.
 
-A converted teacher file (``tools/convert_teacher.py``) is one safetensors file
+A converted teacher file (``tools/model_converters/convert_teacher.py``) is one safetensors file
 holding the teacher's weights in its canonical key format, with its metadata (the
 teacher config minus the checkpoint, mean/std, patch size...) stored both in the
 safetensors header and in a ``.json`` sidecar. ``ConvertedTeacher`` rebuilds the
@@ -52,7 +52,7 @@ def check_input_size(images: torch.Tensor, img_size: Tuple[int, int], teacher: s
 
 
 def teacher_metadata(teacher, source: str = '') -> dict:
-    """What ``tools/convert_teacher.py`` writes next to the weights."""
+    """What ``tools/model_converters/convert_teacher.py`` writes next to the weights."""
     config = dict(type=type(teacher).__name__, **teacher.export_kwargs())
     return jsonable(
         dict(
@@ -82,7 +82,8 @@ def build_converted_teacher(checkpoint: str, **overrides):
         if not os.path.isfile(str(checkpoint)):
             raise CheckpointError(f'Checkpoint file not found: {checkpoint}')
         raise CheckpointError(
-            f'{checkpoint} is not a teacher converted by tools/convert_teacher.py (no '
+            f'{checkpoint} is not a teacher converted by '
+            'tools/model_converters/convert_teacher.py (no '
             f'"{METADATA_KEY}" metadata in a .safetensors header): use the family '
             "teacher, e.g. dict(type='ViTTeacher', arch=..., checkpoint=...).")
     cfg = copy.deepcopy(meta['teacher'])

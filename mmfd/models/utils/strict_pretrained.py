@@ -13,7 +13,7 @@ runs :func:`mmfd.checkpoint.pretrained.load_pretrained`:
 * keeps the keys under ``prefix`` (``'backbone.'``), or all keys without one; or,
   with ``convert='fd_vit'`` / ``'fd_swinv2'``, reads the FD training checkpoint
   itself and converts its student for this backbone in memory (what
-  ``tools/convert_fd_checkpoint.py`` writes to a file), for ``img_size`` (by
+  ``tools/model_converters/convert_fd_checkpoint.py`` writes to a file), for ``img_size`` (by
   default the backbone's own);
 * logs what was loaded, what is missing and what is unexpected;
 * raises :class:`~mmfd.utils.errors.CheckpointError`, naming the file and keys, when
@@ -34,7 +34,7 @@ runs :func:`mmfd.checkpoint.pretrained.load_pretrained`:
 
 Usage, on the backbone::
 
-    init_cfg=dict(type='StrictPretrained', checkpoint='work_dirs/clip_vitb/epoch_300.pth',
+    init_cfg=dict(type='StrictPretrained', checkpoint='work_dirs/<fd run>/epoch_300.pth',
                   convert='fd_vit', ignore_missing=[r'^ln2\\.'],
                   ignore_unexpected=[r'^ln1\\.'])
 """
@@ -169,7 +169,7 @@ class StrictPretrainedInit:
             (``'backbone.'`` for mmpretrain-style files).
         convert (str, optional): ``'fd_vit'`` / ``'fd_swinv2'``: ``checkpoint`` is
             an FD training checkpoint; its student is converted for this backbone
-            in memory (as ``tools/convert_fd_checkpoint.py`` does).
+            in memory (as ``tools/model_converters/convert_fd_checkpoint.py`` does).
         img_size (int, optional): with ``convert='fd_vit'``: the input size the
             relative position tables are resampled for. Defaults to the size the
             backbone's own tables are built for.

@@ -1,8 +1,10 @@
 #!/usr/bin/env python
 """Turn a sharded FSDP2 checkpoint (a directory) into one single-file checkpoint.
 
-    python tools/consolidate_fsdp_checkpoint.py work_dirs/fd_x/epoch_300.pth fd_x_ep300.pth
-    python tools/convert_fd_checkpoint.py fd_x_ep300.pth backbone.pth   # as after DDP
+    python tools/model_converters/consolidate_fsdp_checkpoint.py work_dirs/fd_x/epoch_300.pth \
+        fd_x_ep300.pth
+    # then, as after DDP:
+    python tools/model_converters/convert_fd_checkpoint.py fd_x_ep300.pth backbone.pth
 
 Runs in one process, without GPUs or a process group: torch.distributed.checkpoint
 reassembles every tensor from its shards. The output is what a DDP run saves
@@ -16,7 +18,7 @@ import argparse
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 
 def parse_args(argv=None):

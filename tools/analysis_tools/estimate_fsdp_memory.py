@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Per-GPU memory of an FD config's weights, gradients and AdamW state: DDP vs FSDP2.
 
-    python tools/estimate_fsdp_memory.py configs/fd/clip_vitl14_vitg14_fsdp2.py
-    python tools/estimate_fsdp_memory.py CONFIG --gpus 8 16 64 --teacher-params 303.2
+    python tools/analysis_tools/estimate_fsdp_memory.py \
+        configs/fd/fd_clip-vit-l14_vit-l14_16xb128-fsdp2-bf16-coslr-300e_in1k.py
+    python tools/analysis_tools/estimate_fsdp_memory.py CONFIG --gpus 8 16 64 --teacher-params 303.2
 
 Builds the student and its FD head on PyTorch's meta device (no memory, no
 checkpoint), counts their parameters and their largest block, and prints the
@@ -16,7 +17,7 @@ import argparse
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 
 def parse_args(argv=None):

@@ -1,18 +1,19 @@
 #!/usr/bin/env python
 """Convert a teacher checkpoint into one clean safetensors file + JSON metadata.
 
-    python tools/convert_teacher.py --family clip --arch ViT-B-16 \\
+    python tools/model_converters/convert_teacher.py --family clip --arch ViT-B-16 \\
         --allow-torchscript ViT-B-16.pt clip_vitb16.safetensors
-    python tools/convert_teacher.py --family vit --arch dino_vitb16 \\
+    python tools/model_converters/convert_teacher.py --family vit --arch dino_vitb16 \\
         dino_vitbase16_pretrain_full_checkpoint.pth dino_vitb16.safetensors
-    python tools/convert_teacher.py --family swin --arch esvit_swin_base \\
+    python tools/model_converters/convert_teacher.py --family swin --arch esvit_swin_base \\
         checkpoint_best.pth esvit_swinb.safetensors
-    python tools/convert_teacher.py --family timm --model vit_base_patch14_reg4_dinov2 \\
+    python tools/model_converters/convert_teacher.py --family timm \\
+        --model vit_base_patch14_reg4_dinov2 \\
         dinov2_vitb14_reg4_pretrain.pth dinov2_vitb14_reg4.safetensors
-    python tools/convert_teacher.py --family mmpretrain --config mae_vit-base.py \\
+    python tools/model_converters/convert_teacher.py --family mmpretrain --config mae_vit-base.py \\
         mae_vit-base.pth mae_vitb.safetensors
 
-    python tools/convert_teacher.py --family timm \
+    python tools/model_converters/convert_teacher.py --family timm \
         --model vit_base_patch16_siglip_224.v2_webli siglip2_b16.npz siglip2_b16.safetensors
 
 ``--family`` is any family in the teachers' table (one per file of
@@ -39,7 +40,7 @@ import os
 import sys
 
 if __package__ in (None, ''):  # run as a script from a source checkout
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
 def families() -> dict:

@@ -1,10 +1,11 @@
 #!/usr/bin/env python
 """Time and peak memory of one teacher's forward, with random weights.
 
-    python tools/benchmark_teacher.py                       # DINOv2-L/14 reg4, 196 px, batch 2
-    python tools/benchmark_teacher.py --teacher clip_vitl14 --batch 64 --device cuda
-    python tools/benchmark_teacher.py --teacher dinov3_vit7b --img-size 224 --dtype bfloat16
-    python tools/benchmark_teacher.py --teacher '{"type": "TimmTeacher",
+    python tools/analysis_tools/benchmark_teacher.py  # DINOv2-L/14 reg4, 196 px, batch 2
+    python tools/analysis_tools/benchmark_teacher.py --teacher clip_vitl14 --batch 64 --device cuda
+    python tools/analysis_tools/benchmark_teacher.py --teacher dinov3_vit7b --img-size 224 \
+        --dtype bfloat16
+    python tools/analysis_tools/benchmark_teacher.py --teacher '{"type": "TimmTeacher",
         "model": "vit_so400m_patch14_siglip_224"}' --json siglip.json
 
 The teacher is built as FD builds it (``mmfd.models.teachers.build_teacher``), with
@@ -30,11 +31,11 @@ import time
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..'))
 
 # name -> (teacher config, input size). The sizes are the FD geometry where a shipped
-# config uses the teacher (configs/fd/dinov2l_vitb16.py feeds DINOv2-L/14 196 px for
-# the 14x14 grid of a /16 student at 224), else the model's own.
+# config uses the teacher (configs/fd/fd_dinov2-vit-l14-reg4_vit-b16_16xb128-amp-coslr-300e_in1k.py
+# feeds DINOv2-L/14 196 px for the 14x14 grid of a /16 student at 224), else the model's own.
 PRESETS = {
     'dinov2_vitl14': (dict(type='TimmTeacher', model='vit_large_patch14_reg4_dinov2.lvd142m'), 196),
     'dinov3_vitl16': (dict(type='TimmTeacher', model='vit_large_patch16_dinov3'), 224),

@@ -1,6 +1,6 @@
 """Loss landscapes (Li et al., 2018, filter-normalised) of one or several models.
 
-    python tools/loss_landscape.py MODEL [MODEL ...] --out DIR \
+    python tools/analysis_tools/loss_landscape.py MODEL [MODEL ...] --out DIR \
         (--images DIR | --dataloader val) [--dim 1|2] [--points 21] [--span 1.0]
 
 MODEL: a config (``.py``), a checkpoint with ``meta['cfg']``, or
@@ -22,7 +22,7 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import torch  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402

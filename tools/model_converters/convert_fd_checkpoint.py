@@ -1,11 +1,14 @@
 #!/usr/bin/env python
 """Convert an FD checkpoint into a backbone checkpoint for downstream fine-tuning.
 
-    python tools/convert_fd_checkpoint.py FD.pth OUT.pth --target mmpretrain
-    python tools/convert_fd_checkpoint.py FD.pth OUT.pth --target mmdet --img-size 1024
-    python tools/convert_fd_checkpoint.py FD.pth OUT.pth --target mmseg --img-size 512
-    python tools/convert_fd_checkpoint.py FD.pth OUT.safetensors --target mmpretrain
-    python tools/convert_fd_checkpoint.py FD.pth fd_vitb.pth --publish  # fd_vitb-1a2b3c4d.pth
+    python tools/model_converters/convert_fd_checkpoint.py FD.pth OUT.pth --target mmpretrain
+    python tools/model_converters/convert_fd_checkpoint.py FD.pth OUT.pth --target mmdet \
+        --img-size 1024
+    python tools/model_converters/convert_fd_checkpoint.py FD.pth OUT.pth --target mmseg \
+        --img-size 512
+    python tools/model_converters/convert_fd_checkpoint.py FD.pth OUT.safetensors
+    python tools/model_converters/convert_fd_checkpoint.py FD.pth fd_vitb.pth --publish
+    # -> fd_vitb-1a2b3c4d.pth
 
 Keeps the student only (``backbone.*``; the projection head and any teacher weights
 are dropped). For a ViT student the shared relative position table is copied into
@@ -26,7 +29,7 @@ import json
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from mmfd.checkpoint.fd_to_backbone import TARGETS, convert_fd_checkpoint  # noqa: E402
 from mmfd.utils.errors import MMFDError  # noqa: E402

@@ -1,6 +1,6 @@
 """Attention diagnostics of the FD paper for one or several models.
 
-    python tools/analyze_attention.py MODEL [MODEL ...] --images DIR --out DIR \
+    python tools/analysis_tools/analyze_attention.py MODEL [MODEL ...] --images DIR --out DIR \
         [--num-images 32] [--model student|teacher] [--labels A B ...]
 
 MODEL is a config (``.py``), a checkpoint whose ``meta['cfg']`` holds its config
@@ -8,7 +8,7 @@ MODEL is a config (``.py``), a checkpoint whose ``meta['cfg']`` holds its config
 picks the FD student (default) or teacher; for other models the backbone is
 measured. A teacher and its student side by side:
 
-    python tools/analyze_attention.py fd.pth fd.pth --model teacher student ...
+    python tools/analysis_tools/analyze_attention.py fd.pth fd.pth --model teacher student ...
 
 (``--model`` takes one value, used for every MODEL, or one per MODEL.)
 
@@ -25,7 +25,7 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402

@@ -9,8 +9,11 @@ floor   : the same teacher forward under no-grad plus the same student + project
           pre-normalised tensors, with no framework around it.
 Data comes from memory: the loader is not measured.
 
-    python tools/benchmark_fd.py configs/fd/clip_vitb.py --batch 128 --amp --device cuda
-    python tools/benchmark_fd.py tests/configs/tiny_fd.py --device cpu --json out.json
+    python tools/analysis_tools/benchmark_fd.py \
+        configs/fd/fd_clip-vit-b16_vit-b16_16xb128-amp-coslr-300e_in1k.py \
+        --batch 128 --amp --device cuda
+    python tools/analysis_tools/benchmark_fd.py tests/configs/tiny_fd.py --device cpu \
+        --json out.json
 
 Prints images/s, ms/step, peak memory, FD/floor and the teacher's share of a step.
 FLOPs (--flops) are counted with torch.utils.flop_counter.FlopCounterMode over one
@@ -28,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from mmengine.config import Config, DictAction
 
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..'))
+sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
 
 
 def parse_args(argv=None):
