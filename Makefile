@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 
 LINT_PATHS := mmfd tools tests configs setup.py
 
-.PHONY: env test demo lint format clean-env
+.PHONY: env test demo lint format docs clean-env
 
 env:
 	@bash tools/setup_env.sh
@@ -26,6 +26,10 @@ format: env
 
 demo: env
 	$(PY) tools/run_demo.py $(DEMO_ARGS)
+
+# The documentation site (docs/, Sphinx + myst-parser); -W: any warning fails the build.
+docs: env
+	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
 
 clean-env:
 	rm -rf $(VENV)

@@ -39,9 +39,9 @@ else
         "${PIP[@]}" install "${CONSTRAINTS[@]}" --no-build-isolation -r requirements/mmcv.txt
 fi
 
-say "installing the OpenMMLab stack, open_clip, test and lint tools"
+say "installing the OpenMMLab stack, open_clip, test, lint and docs tools"
 "${PIP[@]}" install -q "${CONSTRAINTS[@]}" -r requirements/runtime.txt -r requirements/tests.txt \
-    -r requirements/lint.txt
+    -r requirements/lint.txt -r requirements/docs.txt
 
 say "installing mmfd (editable)"
 "${PIP[@]}" install -q --no-deps --no-build-isolation -e .
