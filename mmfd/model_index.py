@@ -71,8 +71,26 @@ def _hook_model_hub():
     ModelHub._register_mmpretrain_models = classmethod(register_mmpretrain_and_mmfd_models)
 
 
+SCOPE_REGISTRIES = {}  # root registry name -> the ``mmfd``-scope registry under it
+
+
+def _add_scope_registries():
+    """An ``mmfd``-scope child registry in each of mmengine's registry trees."""
+    import mmengine.registry as root_registries
+    from mmengine.registry import Registry
+    for root in vars(root_registries).values():
+        if not isinstance(root, Registry) or root.parent is not None:
+            continue
+        if root.name in SCOPE_REGISTRIES or root._search_child('mmfd') is not None:
+            continue
+        parent = root.children.get('mmpretrain', root)
+        SCOPE_REGISTRIES[root.name] = Registry(
+            root.name, parent=parent, scope='mmfd', locations=list(parent._locations))
+
+
 def setup_model_index():
     """What ``import mmfd`` does for ``mmfd::`` config paths and the ModelHub."""
     from mmengine.config.utils import MODULE2PACKAGE
     MODULE2PACKAGE.setdefault('mmfd', 'mmfd')
+    _add_scope_registries()
     _hook_model_hub()
